@@ -1,0 +1,138 @@
+"""From two arrays to :class:`~fastseg.counts.Counts`: validation, kernels, error checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+from fastseg import kernels
+from fastseg.counts import Counts
+from fastseg.inputs import Prepared, prepare
+
+
+def count_prepared(prep: Prepared, *, soft: bool = False) -> Counts:
+    """Run the kernel over prepared inputs and check what it found.
+
+    Raises
+    ------
+    ValueError
+        When labels lie outside ``[0, N)`` (and are not the ignore index) or scores are
+        NaN; nothing is returned in that case.
+    """
+    n, b = prep.num_classes, prep.n_images
+    dtype = np.float64 if soft else np.int64
+    tp = np.zeros((b, n), dtype)
+    pred = np.zeros((b, n), dtype)
+    true = np.zeros((b, n), dtype)
+    confusion = None if soft else np.zeros((n, n), np.int64)
+    stats = np.zeros(kernels.N_STATS, np.int64)
+    has_ignore = prep.ignore_index is not None
+    ignore = prep.ignore_index if has_ignore else 0
+    threads = numba.get_num_threads()
+    for b0, p, t in prep.slabs():
+        rows = slice(b0, b0 + p.shape[0])
+        if soft:
+            kernels.soft_sums(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
+                              stats, threads)  # fmt: skip
+        else:
+            kernels.hard_counts(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
+                                confusion, stats, threads)  # fmt: skip
+    check_stats(stats, n, prep.ignore_index)
+    return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]))
+
+
+def check_stats(stats: np.ndarray, num_classes: int, ignore_index: int | None) -> None:
+    """Raise a ValueError describing bad labels or NaN scores found by a kernel."""
+    problems = []
+    for name, bad, value, nan in (
+        ("y_true", kernels.TRUE_BAD, kernels.TRUE_BAD_VALUE, kernels.TRUE_NAN),
+        ("y_pred", kernels.PRED_BAD, kernels.PRED_BAD_VALUE, kernels.PRED_NAN),
+    ):
+        if stats[bad]:
+            hint = "" if ignore_index is not None or name == "y_pred" else (
+                "; if it marks pixels to skip, pass ignore_index")  # fmt: skip
+            which = "" if name == "y_pred" else " that are not the ignore index"
+            problems.append(
+                f"{name} has {stats[bad]} labels outside [0, {num_classes}){which} "
+                f"(e.g. {stats[value]}){hint}"
+            )
+        if stats[nan]:
+            problems.append(f"{name} has NaN scores at {stats[nan]} pixels")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def counts(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    num_classes: int | None = None,
+    class_axis: int | None = None,
+    ignore_index: int | None = None,
+    soft: bool = False,
+) -> Counts:
+    """Count a batch: per-image intersection, predicted and true pixels, and confusion.
+
+    Parameters
+    ----------
+    y_true : array_like
+        Truth: an integer label map ``(B, *spatial)`` or one-hot / scores with a class
+        axis (argmax-ed, as the post does).
+    y_pred : array_like
+        Prediction: scores (logits or probabilities, float16/32/64, channels-last or
+        -first, 2-D or 3-D) or a label map.
+    num_classes : int, optional
+        N; required when both inputs are label maps.
+    class_axis : int, optional
+        Class axis of score / one-hot inputs (default: last).
+    ignore_index : int, optional
+        Truth label whose pixels are skipped entirely.
+    soft : bool, default False
+        Float sums of ``|p t|``, ``|p|``, ``|t|`` instead of argmax counts.
+
+    Returns
+    -------
+    Counts
+        Per-image ``tp``, ``pred``, ``true`` of shape (B, N) and the (N, N) confusion
+        matrix (None when soft).
+
+    Examples
+    --------
+    >>> import numpy as np, fastseg
+    >>> truth = np.array([[[0, 1], [1, 1]]])
+    >>> scores = np.eye(2, dtype=np.float32)[[[[0, 1], [0, 1]]]]
+    >>> c = fastseg.counts(truth, scores)
+    >>> c.tp.tolist(), c.union.tolist()
+    ([[1, 2]], [[2, 3]])
+    """
+    prep = prepare(y_true, y_pred, num_classes=num_classes, class_axis=class_axis,
+                   ignore_index=ignore_index, soft=soft)  # fmt: skip
+    return count_prepared(prep, soft=soft)
+
+
+def confusion_matrix(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    num_classes: int | None = None,
+    class_axis: int | None = None,
+    ignore_index: int | None = None,
+) -> np.ndarray:
+    """The (N, N) int64 confusion matrix of a batch: rows truth, columns prediction.
+
+    Same convention as scikit-learn's ``confusion_matrix``; inputs as for
+    :func:`counts`. Ignored truth pixels are left out of every cell.
+
+    Examples
+    --------
+    >>> import numpy as np, fastseg
+    >>> fastseg.confusion_matrix(np.array([[0, 1, 1]]), np.array([[0, 0, 1]]), num_classes=2)
+    array([[1, 0],
+           [1, 1]])
+    """
+    c = counts(y_true, y_pred, num_classes=num_classes, class_axis=class_axis,
+               ignore_index=ignore_index)  # fmt: skip
+    assert c.confusion is not None
+    return c.confusion
