@@ -39,24 +39,32 @@ def count_prepared(prep: Prepared, *, soft: bool = False) -> Counts:
         else:
             kernels.hard_counts(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
                                 confusion, stats, threads)  # fmt: skip
-    check_stats(stats, n, prep.ignore_index)
+    check_stats(stats, n, prep.ignore_index, (prep.true_dtype, prep.pred_dtype))
     return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]))
 
 
-def check_stats(stats: np.ndarray, num_classes: int, ignore_index: int | None) -> None:
+def check_stats(
+    stats: np.ndarray,
+    num_classes: int,
+    ignore_index: int | None,
+    dtypes: tuple[np.dtype | None, np.dtype | None] = (None, None),
+) -> None:
     """Raise a ValueError describing bad labels or NaN scores found by a kernel."""
     problems = []
-    for name, bad, value, nan in (
-        ("y_true", kernels.TRUE_BAD, kernels.TRUE_BAD_VALUE, kernels.TRUE_NAN),
-        ("y_pred", kernels.PRED_BAD, kernels.PRED_BAD_VALUE, kernels.PRED_NAN),
+    for name, bad, value, nan, dtype in (
+        ("y_true", kernels.TRUE_BAD, kernels.TRUE_BAD_VALUE, kernels.TRUE_NAN, dtypes[0]),
+        ("y_pred", kernels.PRED_BAD, kernels.PRED_BAD_VALUE, kernels.PRED_NAN, dtypes[1]),
     ):
+        example = int(stats[value])
+        if dtype is not None and dtype.kind == "u" and example < 0:
+            example += 2**64  # uint64 labels are read as int64 by the kernels
         if stats[bad]:
             hint = "" if ignore_index is not None or name == "y_pred" else (
                 "; if it marks pixels to skip, pass ignore_index")  # fmt: skip
             which = "" if name == "y_pred" else " that are not the ignore index"
             problems.append(
                 f"{name} has {stats[bad]} labels outside [0, {num_classes}){which} "
-                f"(e.g. {stats[value]}){hint}"
+                f"(e.g. {example}){hint}"
             )
         if stats[nan]:
             problems.append(f"{name} has NaN scores at {stats[nan]} pixels")

@@ -61,6 +61,8 @@ class Prepared:
     ignore_index: int | None
     pred_convert: Callable[[np.ndarray], np.ndarray] | None = None
     true_convert: Callable[[np.ndarray], np.ndarray] | None = None
+    true_dtype: np.dtype | None = None
+    pred_dtype: np.dtype | None = None
 
     @property
     def n_images(self) -> int:
@@ -131,6 +133,8 @@ def _check_ignore(ignore_index: int | None) -> int | None:
         return None
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int | np.integer):
         raise TypeError(f"ignore_index must be an integer or None; got {ignore_index!r}")
+    if not -(2**63) <= int(ignore_index) < 2**63:
+        raise ValueError(f"ignore_index={ignore_index} does not fit in a 64-bit integer")
     return int(ignore_index)
 
 
@@ -348,4 +352,4 @@ def prepare(
     pred_view, pred_convert = view(pred, pred_kind)
     true_view, true_convert = view(true, true_kind)
     return Prepared(pred_view, true_view, n, pred_kind, true_kind, ignore,
-                    pred_convert, true_convert)  # fmt: skip
+                    pred_convert, true_convert, true.dtype, pred.dtype)  # fmt: skip

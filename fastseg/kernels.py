@@ -119,18 +119,22 @@ def _n_pixels_overload(x):
 
 
 def _decode(
-    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot
+    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
 ):  # pragma: no cover
     raise NotImplementedError
 
 
-def _decode_labels(x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot):
+def _decode_labels(
+    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
+):
     # Slices keep every index a non-negative loop variable: Numba then emits no
     # negative-index wraparound, which would stop LLVM vectorising (measured: 3-4x).
     lab = x[b, start:stop]
     for j in range(stop - start):
         v = lab[j]
-        if has_ignore and v == ignore:
+        if masked and keep[j] < 0:
+            out[j] = SKIP
+        elif has_ignore and v == ignore:
             out[j] = SKIP
             stats[IGNORED] += 1
         elif v < 0 or v >= ncls:
@@ -142,8 +146,10 @@ def _decode_labels(x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans,
 
 
 @njit(**HELPER)
-def _finish_label(lab, nan, ncls, has_ignore, ignore, stats, slot):
+def _finish_label(lab, nan, ncls, has_ignore, ignore, stats, slot, kept):
     """Turn an argmax result into a label code, counting NaN and ignored pixels."""
+    if not kept:
+        return SKIP
     if nan:
         stats[slot + 2] += 1
         return SKIP
@@ -153,10 +159,15 @@ def _finish_label(lab, nan, ncls, has_ignore, ignore, stats, slot):
     return lab
 
 
-def _decode_last(x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot):
+def _decode_last(
+    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
+):
     nc = x.shape[2]
     block = x[b, start:stop]
     for j in range(stop - start):
+        if masked and keep[j] < 0:
+            out[j] = SKIP  # the truth is ignored here: the prediction is not read
+            continue
         r = block[j]
         if nc == 1:
             # The post's one-class rule: the pixel is the class when its score is > 0.
@@ -175,7 +186,7 @@ def _decode_last(x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, s
                 # Branch-free NaN flag: a compare-branch here instead measured 4x slower.
                 nan |= _isnan(v)
             nan |= _isnan(r[0])
-        out[j] = _finish_label(lab, nan, ncls, has_ignore, ignore, stats, slot)
+        out[j] = _finish_label(lab, nan, ncls, has_ignore, ignore, stats, slot, True)
 
 
 @njit(**HELPER)
@@ -210,7 +221,9 @@ def _mark_nans(row, nans):
         nans[s] |= _isnan(row[s])
 
 
-def _decode_strided(x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot):
+def _decode_strided(
+    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
+):
     nc = x.shape[2]
     inner = x.shape[3]
     p = start
@@ -236,11 +249,14 @@ def _decode_strided(x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans
         lab = out[j]
         if nc == 1:
             lab = 0 if keys[j] > 0 else 1
-        out[j] = _finish_label(lab, nans[j], ncls, has_ignore, ignore, stats, slot)
+        kept = not masked or keep[j] >= 0
+        out[j] = _finish_label(lab, nans[j], ncls, has_ignore, ignore, stats, slot, kept)
 
 
 @overload(_decode, jit_options=HELPER)
-def _decode_overload(x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot):
+def _decode_overload(
+    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
+):
     return {2: _decode_labels, 3: _decode_last, 4: _decode_strided}[x.ndim]
 
 
@@ -285,8 +301,10 @@ def _merge_stats(thread_stats, stats):
 @njit(**HELPER)
 def _hard_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, stats, table):
     pl, tl, pkeys, tkeys, nans = scratch
-    _decode(pred, b, start, stop, ncls, False, 0, pl, pkeys, nans, stats, PRED_BAD)
-    _decode(true, b, start, stop, ncls, has_ignore, ignore, tl, tkeys, nans, stats, TRUE_BAD)
+    # Truth first: where it is ignored (or invalid) the prediction is not checked.
+    _decode(true, b, start, stop, ncls, has_ignore, ignore, tl, tkeys, nans, stats, TRUE_BAD,
+            tl, False)  # fmt: skip
+    _decode(pred, b, start, stop, ncls, False, 0, pl, pkeys, nans, stats, PRED_BAD, tl, True)
     _tally(pl, tl, stop - start, table)
 
 
@@ -388,10 +406,11 @@ def _truth_value_overload(true, b, p, o, c, i, lab):
 @njit(**HELPER)
 def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, stats, acc):
     """Sums of |p t|, |p|, |t| per class over one block, pixels in order, into acc (3, N)."""
-    tl, tkeys, nans = scratch
+    tl, tkeys, nans, p_nan, t_nan = scratch
     n = stop - start
     if true.ndim == 2 or has_ignore:
-        _decode(true, b, start, stop, ncls, has_ignore, ignore, tl, tkeys, nans, stats, TRUE_BAD)
+        _decode(true, b, start, stop, ncls, has_ignore, ignore, tl, tkeys, nans, stats,
+                TRUE_BAD, tl, False)  # fmt: skip
     else:
         tl[:n] = 0
     if pred.ndim == 3:
@@ -400,18 +419,22 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
             if lab < 0:
                 continue
             p = start + j
+            pn = False
+            tn = False
             for c in range(ncls):
                 pv = np.float64(pred[b, p, c])
                 tv = _truth_value(true, b, p, 0, c, 0, lab)
-                if pv != pv:
-                    stats[PRED_NAN] += 1
-                if tv != tv:
-                    stats[TRUE_NAN] += 1
+                pn |= pv != pv
+                tn |= tv != tv
                 acc[0, c] += abs(pv * tv)
                 acc[1, c] += abs(pv)
                 acc[2, c] += abs(tv)
+            stats[PRED_NAN] += pn
+            stats[TRUE_NAN] += tn
     else:
         inner = pred.shape[3]
+        p_nan[:n] = False
+        t_nan[:n] = False
         for c in range(ncls):
             s_pt = 0.0
             s_p = 0.0
@@ -425,21 +448,28 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
                 i = p - o * inner
                 pv = np.float64(pred[b, o, c, i])
                 tv = _truth_value(true, b, p, o, c, i, lab)
-                if pv != pv:
-                    stats[PRED_NAN] += 1
-                if tv != tv:
-                    stats[TRUE_NAN] += 1
+                p_nan[j] |= pv != pv
+                t_nan[j] |= tv != tv
                 s_pt += abs(pv * tv)
                 s_p += abs(pv)
                 s_t += abs(tv)
             acc[0, c] += s_pt
             acc[1, c] += s_p
             acc[2, c] += s_t
+        for j in range(n):
+            stats[PRED_NAN] += p_nan[j]
+            stats[TRUE_NAN] += t_nan[j]
 
 
 @njit(**HELPER)
 def _soft_scratch(true):
-    return (np.empty(BLOCK, np.int32), _key_buffer(true, BLOCK), np.empty(BLOCK, np.bool_))
+    return (
+        np.empty(BLOCK, np.int32),
+        _key_buffer(true, BLOCK),
+        np.empty(BLOCK, np.bool_),
+        np.empty(BLOCK, np.bool_),
+        np.empty(BLOCK, np.bool_),
+    )
 
 
 @njit(**KERNEL)

@@ -75,7 +75,9 @@ def test_soft_float16_accumulates_in_float64():
     # The reference sums float16 in float16; fastseg's float64 sums equal the reference's
     # result on the same values held in float64.
     expected = _reference(onehot, scores.astype(np.float64), "dice", "soft")
-    assert fastseg.mean_dice(onehot, scores, metric_type="soft") == pytest.approx(expected, rel=1e-12)
+    assert fastseg.mean_dice(onehot, scores, metric_type="soft") == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 def test_post_example_absent_classes_raise_the_naive_mean():

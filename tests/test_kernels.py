@@ -1,0 +1,378 @@
+"""Direct tests of the Numba kernels :func:`fastseg.kernels.hard_counts` / ``soft_sums``.
+
+Inputs are passed in the kernels' own layouts (see the module docstring of
+:mod:`fastseg.kernels`): ``(B, P)`` label maps, ``(B, P, N)`` channels-last scores and
+``(B, O, N, I)`` scores with the class axis inside. Expected tables are worked out by hand
+in the comments.
+
+Argument types are kept identical to what :func:`fastseg.counting.count_prepared` passes
+(Python int / bool scalars, C-contiguous int64 / float64 outputs) so that the kernels'
+compiled signatures are shared with the other test files.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from fastseg import kernels
+
+# --------------------------------------------------------------------------------------
+# One image of 2 x 3 pixels, 3 classes, flattened to P = 6 pixels.
+#
+#   pixel          0    1    2    3    4    5
+#   truth          0    1    2    2    1    0
+#   pred (argmax)  0    2    2    1    1    0   (pixel 5 is a tie 0.5 / 0.5 -> first max)
+#
+# confusion (rows truth, cols pred):   t0: [2, 0, 0]
+#                                      t1: [0, 1, 1]
+#                                      t2: [0, 1, 1]
+# tp = [2, 1, 1]; pred = column sums [2, 2, 2]; true = row sums [2, 2, 2]
+# --------------------------------------------------------------------------------------
+TRUTH = np.array([[0, 1, 2, 2, 1, 0]], dtype=np.int64)
+SCORES = np.array(
+    [
+        [
+            [0.7, 0.2, 0.1],
+            [0.1, 0.3, 0.6],
+            [0.2, 0.2, 0.6],
+            [0.3, 0.5, 0.2],
+            [0.1, 0.8, 0.1],
+            [0.5, 0.5, 0.0],
+        ]
+    ],
+    dtype=np.float32,
+)
+PRED_LABELS = np.array([[0, 2, 2, 1, 1, 0]], dtype=np.int64)
+CONFUSION = np.array([[2, 0, 0], [0, 1, 1], [0, 1, 1]])
+TP = np.array([[2, 1, 1]])
+PRED = np.array([[2, 2, 2]])
+TRUE = np.array([[2, 2, 2]])
+
+
+def threads():
+    return numba.get_num_threads()
+
+
+def outputs(b, n):
+    """Zeroed hard-count outputs: tp, pred_count, true_count, confusion, stats."""
+    return (
+        np.zeros((b, n), np.int64),
+        np.zeros((b, n), np.int64),
+        np.zeros((b, n), np.int64),
+        np.zeros((n, n), np.int64),
+        np.zeros(kernels.N_STATS, np.int64),
+    )
+
+
+def run_hard(pred, true, n, ignore=None, out=None):
+    out = outputs(pred.shape[0], n) if out is None else out
+    tp, pc, tc, conf, stats = out
+    kernels.hard_counts(
+        pred,
+        true,
+        n,
+        ignore is not None,
+        0 if ignore is None else ignore,
+        tp,
+        pc,
+        tc,
+        conf,
+        stats,
+        threads(),
+    )
+    return out
+
+
+def run_soft(pred, true, n, ignore=None):
+    b = pred.shape[0]
+    inter, ps, ts = (np.zeros((b, n)) for _ in range(3))
+    stats = np.zeros(kernels.N_STATS, np.int64)
+    kernels.soft_sums(
+        pred,
+        true,
+        n,
+        ignore is not None,
+        0 if ignore is None else ignore,
+        inter,
+        ps,
+        ts,
+        stats,
+        threads(),
+    )
+    return inter, ps, ts, stats
+
+
+def channels_first(scores):
+    """(B, P, N) -> (B, 1, N, P), C-contiguous."""
+    return np.ascontiguousarray(np.moveaxis(scores, 2, 1)[:, None])
+
+
+def class_in_middle(scores, outer):
+    """(B, P, N) with P = outer * inner -> (B, outer, N, inner): scores[b, o, c, i]."""
+    b, p, n = scores.shape
+    return np.ascontiguousarray(scores.reshape(b, outer, p // outer, n).transpose(0, 1, 3, 2))
+
+
+def test_stats_slots():
+    assert kernels.N_STATS == 7
+    slots = [
+        kernels.TRUE_BAD,
+        kernels.TRUE_BAD_VALUE,
+        kernels.TRUE_NAN,
+        kernels.PRED_BAD,
+        kernels.PRED_BAD_VALUE,
+        kernels.PRED_NAN,
+        kernels.IGNORED,
+    ]
+    assert sorted(slots) == list(range(kernels.N_STATS))
+    # The decoders address "bad, bad value, nan" relative to a base slot.
+    assert (kernels.TRUE_BAD_VALUE, kernels.TRUE_NAN) == (
+        kernels.TRUE_BAD + 1,
+        kernels.TRUE_BAD + 2,
+    )
+    assert (kernels.PRED_BAD_VALUE, kernels.PRED_NAN) == (
+        kernels.PRED_BAD + 1,
+        kernels.PRED_BAD + 2,
+    )
+    assert kernels.SKIP < 0
+
+
+def check(out, tp, pred, true, confusion, stats=None):
+    got_tp, got_pred, got_true, got_conf, got_stats = out
+    np.testing.assert_array_equal(got_tp, tp)
+    np.testing.assert_array_equal(got_pred, pred)
+    np.testing.assert_array_equal(got_true, true)
+    np.testing.assert_array_equal(got_conf, confusion)
+    expected_stats = np.zeros(kernels.N_STATS, np.int64)
+    for slot, value in (stats or {}).items():
+        expected_stats[slot] = value
+    np.testing.assert_array_equal(got_stats, expected_stats)
+
+
+@pytest.mark.parametrize(
+    "make_pred",
+    [
+        pytest.param(lambda: SCORES, id="channels_last"),
+        pytest.param(lambda: channels_first(SCORES), id="channels_first"),
+        pytest.param(lambda: class_in_middle(SCORES, 2), id="class_in_middle"),
+        pytest.param(lambda: SCORES.astype(np.float16).view(np.uint16), id="float16_bits"),
+        pytest.param(lambda: PRED_LABELS, id="label_map"),
+    ],
+)
+def test_hand_worked_tables(make_pred):
+    pred = make_pred()
+    check(run_hard(pred, TRUTH, 3), TP, PRED, TRUE, CONFUSION)
+
+
+def test_layouts_agree_on_the_class_in_middle_view():
+    # class_in_middle with outer = 2, inner = 3: scores[0, o, c, i] is pixel o * 3 + i.
+    view = class_in_middle(SCORES, 2)
+    assert view.shape == (1, 2, 3, 3)
+    assert view[0, 1, 2, 0] == SCORES[0, 3, 2]
+
+
+def test_ignore_index():
+    # Ignoring truth label 1 drops pixels 1 and 4 (truth and prediction):
+    #   t0: [2, 0, 0], t1: [0, 0, 0], t2: [0, 1, 1]
+    out = run_hard(SCORES, TRUTH, 3, ignore=1)
+    confusion = np.array([[2, 0, 0], [0, 0, 0], [0, 1, 1]])
+    check(out, [[2, 0, 1]], [[2, 1, 1]], [[2, 0, 2]], confusion, {kernels.IGNORED: 2})
+
+
+def test_ignore_index_applies_to_truth_only():
+    # Ignoring label 2: truth pixels 2 and 3 go; predictions of 2 elsewhere still count.
+    #   t0: [2, 0, 0], t1: [0, 1, 1]
+    out = run_hard(PRED_LABELS, TRUTH, 3, ignore=2)
+    confusion = np.array([[2, 0, 0], [0, 1, 1], [0, 0, 0]])
+    check(out, [[2, 1, 0]], [[2, 1, 1]], [[2, 2, 0]], confusion, {kernels.IGNORED: 2})
+
+
+def test_kernels_add_into_their_outputs():
+    out = run_hard(SCORES, TRUTH, 3, ignore=1)
+    run_hard(SCORES, TRUTH, 3, ignore=1, out=out)
+    confusion = np.array([[2, 0, 0], [0, 0, 0], [0, 1, 1]])
+    check(out, [[4, 0, 2]], [[4, 2, 2]], [[4, 0, 4]], 2 * confusion, {kernels.IGNORED: 4})
+
+    # Whatever was in the outputs beforehand is kept.
+    start = [np.full_like(a, 10) for a in outputs(1, 3)]
+    out = run_hard(SCORES, TRUTH, 3, out=tuple(start))
+    check(
+        out,
+        TP + 10,
+        PRED + 10,
+        TRUE + 10,
+        CONFUSION + 10,
+        dict.fromkeys(range(kernels.N_STATS), 10),
+    )
+
+
+def test_bad_truth_labels():
+    truth = np.array([[0, 1, 5, 2, 1, -3]], dtype=np.int64)
+    tp, pred, true, conf, stats = run_hard(SCORES, truth, 3)
+    assert stats[kernels.TRUE_BAD] == 2
+    assert stats[kernels.TRUE_BAD_VALUE] in (5, -3)
+    assert stats[kernels.PRED_BAD] == 0
+    # Pixels 2 and 5 are not counted at all (neither their truth nor their prediction).
+    np.testing.assert_array_equal(conf, [[1, 0, 0], [0, 1, 1], [0, 1, 0]])
+    np.testing.assert_array_equal(pred, [[1, 2, 1]])
+    np.testing.assert_array_equal(true, [[1, 2, 1]])
+    np.testing.assert_array_equal(tp, [[1, 1, 0]])
+
+
+def test_bad_predicted_labels():
+    pred_labels = np.array([[0, 2, 7, 1, 1, 0]], dtype=np.int64)
+    *_, conf, stats = run_hard(pred_labels, TRUTH, 3)
+    assert stats[kernels.PRED_BAD] == 1
+    assert stats[kernels.PRED_BAD_VALUE] == 7
+    assert stats[kernels.TRUE_BAD] == 0
+    assert conf.sum() == 5
+
+
+def test_truth_equal_to_ignore_is_not_bad():
+    truth = np.array([[0, 1, 9, 2, 1, 9]], dtype=np.int64)
+    *_, conf, stats = run_hard(SCORES, truth, 3, ignore=9)
+    assert stats[kernels.TRUE_BAD] == 0
+    assert stats[kernels.IGNORED] == 2
+    assert conf.sum() == 4
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+def test_nan_scores_are_counted_per_pixel(layout):
+    scores = SCORES.copy()
+    scores[0, 2, 1] = np.nan  # pixel 2: one NaN class
+    scores[0, 4, :] = np.nan  # pixel 4: every class NaN, still one pixel
+    pred = scores if layout == "channels_last" else channels_first(scores)
+    _, _, tc, conf, stats = run_hard(pred, TRUTH, 3)
+    assert stats[kernels.PRED_NAN] == 2
+    assert stats[kernels.TRUE_NAN] == 0
+    # Pixels 2 (truth 2, pred 2) and 4 (truth 1, pred 1) are not counted.
+    np.testing.assert_array_equal(conf, [[2, 0, 0], [0, 0, 1], [0, 1, 0]])
+    np.testing.assert_array_equal(tc, [[2, 1, 1]])
+
+
+def test_nan_in_truth_scores():
+    truth = np.eye(3, dtype=np.float32)[TRUTH]
+    truth[0, 0, 0] = np.nan
+    *_, conf, stats = run_hard(SCORES, truth, 3)
+    assert stats[kernels.TRUE_NAN] == 1
+    assert stats[kernels.PRED_NAN] == 0
+    np.testing.assert_array_equal(conf, CONFUSION - np.diag([1, 0, 0]))
+
+
+def test_one_class_threshold():
+    # N = 1: a pixel is the class when its value is > 0 (-0.0 and 0.0 are not).
+    #   pixel   0     1     2     3     4     5
+    #   pred    1    -1     0    -0     2   0.5    -> class at 0, 4, 5
+    #   truth   1     1     0     1     0  0.25    -> class at 0, 1, 3, 5
+    # both: 0, 5 -> tp 2; pred 3; true 4.
+    pred = np.array([[1.0, -1.0, 0.0, -0.0, 2.0, 0.5]], np.float32)[..., None]
+    truth = np.array([[1.0, 1.0, 0.0, 1.0, 0.0, 0.25]], np.float32)[..., None]
+    check(run_hard(pred, truth, 1), [[2]], [[3]], [[4]], [[2]])
+    check(run_hard(channels_first(pred), channels_first(truth), 1), [[2]], [[3]], [[4]], [[2]])
+
+
+def test_block_boundaries():
+    # More pixels than one block, not a multiple of it; B = 1 and B = 3 take the two
+    # parallel paths (blocks of one image / whole images).
+    rng = np.random.default_rng(0)
+    n = 4
+    for b in (1, 3):
+        p = 2 * kernels.BLOCK + 5
+        scores = rng.standard_normal((b, p, n)).astype(np.float32)
+        truth = rng.integers(0, n, (b, p))
+        labels = scores.argmax(-1)
+        expected = np.bincount((truth * n + labels).ravel(), minlength=n * n).reshape(n, n)
+        *_, conf, stats = run_hard(scores, truth, n)
+        np.testing.assert_array_equal(conf, expected)
+        assert not stats.any()
+        # Inner runs of 7 pixels: BLOCK is not a multiple of 7, so blocks cut runs.
+        middle = class_in_middle(scores[:, : 7 * (p // 7)], p // 7)
+        sub = (truth[:, : 7 * (p // 7)] * n + labels[:, : 7 * (p // 7)]).ravel()
+        *_, conf, _ = run_hard(middle, truth[:, : 7 * (p // 7)].copy(), n)
+        np.testing.assert_array_equal(conf, np.bincount(sub, minlength=n * n).reshape(n, n))
+
+
+# --------------------------------------------------------------------------------------
+# Soft sums, one image of 4 pixels, 2 classes (dyadic values: every sum is exact).
+#
+#   pixel    p0     p1     truth label   one-hot-ish truth t
+#   0       0.75   0.25    0             [1,    0   ]
+#   1       0.5    0.5     1             [0.5,  0.5 ]
+#   2      -0.25   1.0     1             [0,    1   ]
+#   3       1.0    0.0     0             [0.25, 0.75]
+#
+# label truth: inter c0 = 0.75 + 1.0 = 1.75, c1 = 0.5 + 1.0 = 1.5
+#              pred_sum |p|: c0 = 2.5, c1 = 1.75; true_sum = [2, 2]
+# score truth: inter c0 = 0.75 + 0.25 + 0 + 0.25 = 1.25, c1 = 0 + 0.25 + 1 + 0 = 1.25
+#              true_sum c0 = 1.75, c1 = 2.25
+# --------------------------------------------------------------------------------------
+SOFT_P = np.array([[[0.75, 0.25], [0.5, 0.5], [-0.25, 1.0], [1.0, 0.0]]], np.float32)
+SOFT_LABELS = np.array([[0, 1, 1, 0]], np.int64)
+SOFT_T = np.array([[[1, 0], [0.5, 0.5], [0, 1], [0.25, 0.75]]], np.float32)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+def test_soft_sums_label_truth(layout):
+    pred = SOFT_P if layout == "channels_last" else channels_first(SOFT_P)
+    inter, ps, ts, stats = run_soft(pred, SOFT_LABELS, 2)
+    np.testing.assert_array_equal(inter, [[1.75, 1.5]])
+    np.testing.assert_array_equal(ps, [[2.5, 1.75]])
+    np.testing.assert_array_equal(ts, [[2.0, 2.0]])
+    assert not stats.any()
+
+
+def test_soft_sums_score_truth():
+    inter, ps, ts, stats = run_soft(SOFT_P, SOFT_T, 2)
+    np.testing.assert_array_equal(inter, [[1.25, 1.25]])
+    np.testing.assert_array_equal(ps, [[2.5, 1.75]])
+    np.testing.assert_array_equal(ts, [[1.75, 2.25]])
+    assert not stats.any()
+    inter4, ps4, ts4, _ = run_soft(channels_first(SOFT_P), channels_first(SOFT_T), 2)
+    np.testing.assert_array_equal(inter4, inter)
+    np.testing.assert_array_equal(ps4, ps)
+    np.testing.assert_array_equal(ts4, ts)
+
+
+def test_soft_sums_ignore():
+    # Ignoring label 1 drops pixels 1 and 2: inter [1.75, 0], |p| c0 0.75 + 1 = 1.75,
+    # c1 0.25 + 0 = 0.25, true [2, 0].
+    inter, ps, ts, stats = run_soft(SOFT_P, SOFT_LABELS, 2, ignore=1)
+    np.testing.assert_array_equal(inter, [[1.75, 0.0]])
+    np.testing.assert_array_equal(ps, [[1.75, 0.25]])
+    np.testing.assert_array_equal(ts, [[2.0, 0.0]])
+    assert stats[kernels.IGNORED] == 2
+    # With score truth the ignore index applies to its argmax: pixels 2 and 3 (argmax 1;
+    # pixel 1 is a tie -> 0). Left: pixels 0, 1.
+    inter, ps, ts, stats = run_soft(SOFT_P, SOFT_T, 2, ignore=1)
+    np.testing.assert_array_equal(inter, [[1.0, 0.25]])
+    np.testing.assert_array_equal(ps, [[1.25, 0.75]])
+    np.testing.assert_array_equal(ts, [[1.5, 0.5]])
+    assert stats[kernels.IGNORED] == 2
+
+
+def test_soft_sums_add_into_outputs():
+    inter, ps, ts = (np.ones((1, 2)) for _ in range(3))
+    stats = np.zeros(kernels.N_STATS, np.int64)
+    for _ in range(2):
+        kernels.soft_sums(SOFT_P, SOFT_LABELS, 2, False, 0, inter, ps, ts, stats, threads())
+    np.testing.assert_array_equal(inter, [[1 + 2 * 1.75, 1 + 2 * 1.5]])
+    np.testing.assert_array_equal(ps, [[1 + 2 * 2.5, 1 + 2 * 1.75]])
+    np.testing.assert_array_equal(ts, [[5.0, 5.0]])
+
+
+def test_soft_sums_bad_labels_and_nan():
+    labels = np.array([[0, 3, 1, 0]], np.int64)
+    inter, ps, ts, stats = run_soft(SOFT_P, labels, 2)
+    assert stats[kernels.TRUE_BAD] == 1
+    assert stats[kernels.TRUE_BAD_VALUE] == 3
+    # Pixel 1 is skipped: c1 inter = 1.0, |p| c0 = 2.0, c1 = 1.25.
+    np.testing.assert_array_equal(inter, [[1.75, 1.0]])
+    np.testing.assert_array_equal(ps, [[2.0, 1.25]])
+    np.testing.assert_array_equal(ts, [[2.0, 1.0]])
+
+    pred = SOFT_P.copy()
+    pred[0, 3, 0] = np.nan
+    *_, stats = run_soft(pred, SOFT_LABELS, 2)
+    assert stats[kernels.PRED_NAN] == 1
