@@ -33,7 +33,8 @@ KERNEL: Any = {
     # into buffers it owns, so results are identical for any thread count.
     "parallel": True,
     # The on-disk cache makes the second process start in well under a second instead of
-    # recompiling (measured in benchmarks/test_compile.py). It is keyed by the source file's
-    # timestamp and the CPU, and is safe with several processes (Numba writes it atomically).
+    # recompiling (scripts/compile_time.py: 12.4 s cold, 0.6 s warm). It is keyed by the
+    # source file's timestamp and the CPU; Numba writes it atomically, so several processes
+    # may share it.
     "cache": True,
 }
