@@ -197,10 +197,7 @@ def _score_view(arr: np.ndarray, axis: int, soft: bool) -> tuple[np.ndarray, Cal
         out = np.ascontiguousarray(slab, dtype=target)
         return finish(out.reshape((out.shape[0], *new_shape[1:])))
 
-    base = arr if view is None else view
-    if view is None:
-        return base, lambda slab: convert(slab)
-    return base, convert
+    return (arr if view is None else view), convert
 
 
 def _label_view(arr: np.ndarray) -> tuple[np.ndarray, Callable | None]:
