@@ -90,8 +90,29 @@ class Prepared:
             )
 
 
+def _to_numpy(x: Any, name: str) -> np.ndarray:
+    """View `x` as a NumPy array: through ``__array__``, else through DLPack."""
+    if isinstance(x, np.ndarray):
+        return x
+    if not hasattr(x, "__array__") and hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except (BufferError, RuntimeError, TypeError) as exc:
+            raise TypeError(f"{name} cannot be read through DLPack: {exc}") from exc
+    try:
+        return np.asarray(x)
+    except RuntimeError as exc:  # e.g. a PyTorch tensor that requires grad
+        raise TypeError(
+            f"{name} cannot be viewed as a NumPy array ({exc}); pass a plain CPU array "
+            f"(for a PyTorch tensor: tensor.detach().cpu())"
+        ) from exc
+
+
 def as_array(x: Any, name: str) -> np.ndarray:
     """Return `x` as a NumPy array without copying, refusing what cannot be counted.
+
+    NumPy arrays, anything with ``__array__`` (a PyTorch CPU tensor, a Zarr or Dask
+    array is read in full) and objects that only speak DLPack are accepted.
 
     Raises
     ------
@@ -108,7 +129,7 @@ def as_array(x: Any, name: str) -> np.ndarray:
                 f"{name} is on device {device!s}; fastseg counts on the CPU: move it "
                 f"there first (e.g. tensor.cpu())"
             )
-    arr = np.asarray(x)
+    arr = _to_numpy(x, name)
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} has dtype {arr.dtype}; fastseg needs a numeric array "

@@ -1,0 +1,7 @@
+"""``python -m fastseg``: the same as the ``fastseg`` command."""
+
+import sys
+
+from fastseg.cli import main
+
+sys.exit(main())

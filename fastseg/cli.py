@@ -1,0 +1,423 @@
+"""The ``fastseg`` command: evaluate stores, run the demo, write synthetic data sets.
+
+A thin layer: it parses arguments, calls :func:`fastseg.evaluate` or
+:func:`fastseg.synth.write_dataset`, and prints or writes the report. Exit codes: 0 ok,
+2 bad usage or bad input (one-line error on stderr), 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("fastseg")
+
+EVALUATE_EXAMPLES = """\
+examples:
+  fastseg evaluate preds.zarr labels.zarr --ignore-index 255
+  fastseg evaluate run.zarr run.zarr --pred-array scores --true-array gt --preset mmseg
+  fastseg evaluate s3://bucket/preds.zarr gt.zarr --format json --output report.json
+  fastseg evaluate preds.zarr gt.zarr --checkpoint ckpt/ --workers 2 --plot report.png
+  fastseg evaluate preds.zarr gt.zarr --scheduler tcp://10.0.0.5:8786
+"""
+
+SYNTH_EXAMPLES = """\
+examples:
+  fastseg synth data.zarr --images 64 --size 512 512 --classes 19
+  fastseg synth vols.zarr --images 4 --size 64 128 128 --classes 14 --dtype float16
+"""
+
+
+class UsageError(Exception):
+    """Bad arguments or bad input: exit code 2."""
+
+
+def _int_or_none(text: str) -> int | None:
+    if text.lower() in ("none", "off", "no"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    from fastseg import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fastseg",
+        description="Fast, exact IoU and Dice for semantic segmentation, in memory or out of "
+        "core (Zarr + Dask).",
+    )
+    parser.add_argument("--version", action="version", version=f"fastseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="score predictions stored in Zarr against truth",
+        description="Score a model's predictions (scores or label maps in Zarr, v2 or v3) "
+        "against the truth, chunk by chunk, in bounded memory.",
+        epilog=EVALUATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _evaluate_arguments(ev)
+
+    demo = sub.add_parser(
+        "demo",
+        help="build a small synthetic Zarr data set and evaluate it",
+        description="Write a small synthetic data set (shapes, noisy softmax scores, an "
+        "ignore region, a class never present) to a temporary folder and evaluate it with "
+        "the same code path as 'fastseg evaluate'.",
+    )
+    demo.add_argument("--images", type=int, default=24, help="images (default 24)")
+    demo.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(256, 256),
+        metavar=("H", "W"),
+        help="image size (default 256 256)",
+    )
+    demo.add_argument("--classes", type=int, default=6, help="classes (default 6)")
+    demo.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="write the data set here and keep it (default: a temporary folder)",
+    )
+    _output_arguments(demo)
+
+    syn = sub.add_parser(
+        "synth",
+        help="write a synthetic data set of any size",
+        description="Write synthetic 'pred' scores and 'true' labels to a Zarr group, image "
+        "by image (any size, bounded memory).",
+        epilog=SYNTH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    syn.add_argument("out", type=Path, help="the Zarr group to create")
+    syn.add_argument("--images", type=int, required=True, help="number of images")
+    syn.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        required=True,
+        metavar="N",
+        help="spatial size: H W, or D H W for volumes",
+    )
+    syn.add_argument("--classes", type=int, required=True, help="number of classes")
+    syn.add_argument(
+        "--dtype",
+        default="float16",
+        choices=("float16", "float32", "float64"),
+        help="score dtype (default float16)",
+    )
+    syn.add_argument(
+        "--chunks",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="chunk shape of pred (default: one image, all classes, <=16 MiB)",
+    )
+    syn.add_argument(
+        "--class-axis",
+        type=int,
+        default=-1,
+        choices=(-1, 1),
+        help="class axis of pred: -1 channels-last (default), 1 channels-first",
+    )
+    syn.add_argument(
+        "--ignore-index",
+        type=_int_or_none,
+        default=255,
+        metavar="K",
+        help="label of the ignore region (default 255; 'none' for no region)",
+    )
+    syn.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    syn.add_argument(
+        "--zarr-format", type=int, default=3, choices=(2, 3), help="Zarr format (default 3)"
+    )
+    syn.add_argument("--workers", type=int, help="writer threads (default: all cores)")
+    syn.add_argument("--overwrite", action="store_true", help="replace an existing group")
+    syn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    syn.add_argument("-v", "--verbose", action="store_true", help="log what is done")
+    return parser
+
+
+def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
+    ev.add_argument("pred", help="predictions: Zarr store path or URL (group or array)")
+    ev.add_argument("true", help="truth: Zarr store path or URL (may be the same group)")
+    ev.add_argument(
+        "--pred-array",
+        metavar="PATH",
+        help="array inside the pred group (default 'pred' or its only array)",
+    )
+    ev.add_argument(
+        "--true-array",
+        metavar="PATH",
+        help="array inside the true group (default 'true' or its only array)",
+    )
+    ev.add_argument(
+        "--num-classes",
+        type=int,
+        metavar="N",
+        help="number of classes (needed when both are label maps; default: the "
+        "stores' num_classes attribute)",
+    )
+    ev.add_argument(
+        "--class-axis", type=int, metavar="K", help="class axis of score arrays (default: last)"
+    )
+    ev.add_argument(
+        "--ignore-index",
+        type=_int_or_none,
+        metavar="K",
+        help="truth label to skip (default: the stores' ignore_index attribute, "
+        "else none; 'none' to ignore nothing)",
+    )
+    ev.add_argument("--soft", action="store_true", help="soft IoU / Dice from probabilities")
+    ev.add_argument(
+        "--missing",
+        choices=("error", "skip", "fill"),
+        default="error",
+        help="chunks absent from a store: fail (default), leave their blocks out "
+        "(reported), or read fill values",
+    )
+    ev.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="DIR",
+        help="save each finished block here; rerun to resume",
+    )
+    where = ev.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="dask.distributed scheduler address (default: local threads)",
+    )
+    where.add_argument(
+        "--workers", type=int, metavar="N", help="local threads (default: all cores)"
+    )
+    _output_arguments(ev)
+
+
+def _output_arguments(p: argparse.ArgumentParser) -> None:
+    from fastseg.policy import PRESETS
+
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        metavar="NAME",
+        help=f"metric convention: {', '.join(sorted(PRESETS))} (default dataset)",
+    )
+    p.add_argument(
+        "--exclude-class",
+        nargs="+",
+        default=None,
+        metavar="C",
+        help="classes left out of the means: indices, or 'last' / 'background'",
+    )
+    p.add_argument(
+        "--per-image",
+        action="store_true",
+        help="also list the worst images (table) / every image (json)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="report format (default table)",
+    )
+    p.add_argument("--output", type=Path, metavar="FILE", help="write the report here")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="save per-class IoU bars and the confusion matrix (needs matplotlib)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what is done")
+
+
+def _exclusions(items: Sequence[str] | None) -> list[int | str] | None:
+    if items is None:
+        return None
+    return [int(x) if x.lstrip("-").isdigit() else x for x in items]
+
+
+def _store_attrs(path: str, array: str | None) -> dict[str, Any]:
+    """Attributes of a store's group and array, or {} when there are none to read."""
+    from fastseg.stores import open_source
+
+    try:
+        return open_source(path, "true", array).attrs
+    except Exception:  # the evaluation itself reports unreadable stores
+        return {}
+
+
+def _run_evaluate(args: argparse.Namespace, pred: str, true: str) -> int:
+    from fastseg.dataset import evaluate
+
+    attrs = _store_attrs(true, getattr(args, "true_array", None))
+    ignore = args.ignore_index
+    if not args.ignore_given and attrs.get("ignore_index") is not None:
+        ignore = int(attrs["ignore_index"])
+        log.info("ignore index %s, from the truth store's attributes", ignore)
+    num_classes = getattr(args, "num_classes", None)
+    if num_classes is None and attrs.get("num_classes") is not None:
+        num_classes = int(attrs["num_classes"])
+    started = time.perf_counter()
+    report = evaluate(
+        pred,
+        true,
+        num_classes=num_classes,
+        class_axis=getattr(args, "class_axis", None),
+        ignore_index=ignore,
+        soft=getattr(args, "soft", False),
+        pred_array=getattr(args, "pred_array", None),
+        true_array=getattr(args, "true_array", None),
+        missing=getattr(args, "missing", "error"),
+        scheduler=getattr(args, "scheduler", None),
+        workers=getattr(args, "workers", None),
+        checkpoint=getattr(args, "checkpoint", None),
+        progress=not args.no_progress,
+        preset=args.preset,
+        exclude=_exclusions(args.exclude_class),
+    )
+    log.info("evaluated %s images in %.2f s", report.n_images, time.perf_counter() - started)
+    _emit(report, args)
+    return 0
+
+
+def _emit(report: Any, args: argparse.Namespace) -> None:
+    if args.format == "json":
+        data = report.to_dict()
+        if not args.per_image:
+            data["images"] = None
+        text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+    elif args.format == "csv":
+        with tempfile.TemporaryDirectory() as tmp:
+            text = report.to_csv(Path(tmp) / "report.csv").read_text(encoding="utf-8")
+    else:
+        text = str(report) + "\n"
+        if args.per_image and report.per_image:
+            worst = report.worst(min(10, report.n_images))
+            text += "\nworst images by IoU:\n" + "".join(
+                f"  {w.id:>12}  {w.score:.4f}\n" for w in worst
+            )
+    if args.output is not None:
+        from fastseg.checkpoint import write_atomically
+
+        write_atomically(args.output, lambda f: f.write(text.encode("utf-8")))
+        log.info("report written to %s", args.output)
+    else:
+        sys.stdout.write(text)
+    if args.plot is not None:
+        report.plot(args.plot)
+        log.info("plot written to %s", args.plot)
+
+
+def _progress_printer(label: str) -> Any:
+    width = 40
+
+    def show(done: int, total: int) -> None:
+        filled = width * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r{label} [{'#' * filled}{' ' * (width - filled)}] {done}/{total}{end}")
+        sys.stderr.flush()
+
+    return show
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from fastseg.synth import write_dataset
+
+    started = time.perf_counter()
+    write_dataset(
+        args.out,
+        images=args.images,
+        size=tuple(args.size),
+        classes=args.classes,
+        dtype=args.dtype,
+        chunks=args.chunks,
+        class_axis=args.class_axis,
+        ignore_index=args.ignore_index,
+        seed=args.seed,
+        zarr_format=args.zarr_format,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        progress=None if args.no_progress else _progress_printer("writing"),
+    )
+    log.info("wrote %s in %.1f s", args.out, time.perf_counter() - started)
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from fastseg.synth import write_dataset
+
+    with tempfile.TemporaryDirectory(prefix="fastseg-demo-") as tmp:
+        root = args.keep if args.keep is not None else Path(tmp)
+        path = root / "demo.zarr"
+        write_dataset(
+            path, images=args.images, size=tuple(args.size), classes=args.classes, overwrite=True
+        )
+        sys.stderr.write(
+            f"fastseg demo: {args.images} synthetic images of {args.size[0]}x{args.size[1]}, "
+            f"{args.classes} classes (float16 scores, class {args.classes - 1} never present, "
+            f"an ignore region labelled 255) in {path}\n"
+        )
+        args.ignore_index = 255
+        args.ignore_given = True
+        return _run_evaluate(args, str(path), str(path))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
+        return int(exc.code or 0)
+    args.ignore_given = any(a == "--ignore-index" or a.startswith("--ignore-index=") for a in argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="fastseg: %(message)s",
+        stream=sys.stderr,
+    )
+    from fastseg.dataset import MissingChunksError
+    from fastseg.stores import ChunkReadError
+
+    try:
+        if args.command == "evaluate":
+            return _run_evaluate(args, args.pred, args.true)
+        if args.command == "demo":
+            return _run_demo(args)
+        return _run_synth(args)
+    except ChunkReadError as exc:
+        sys.stderr.write(f"fastseg: error: {exc}\n")
+        return 1
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, MissingChunksError) as exc:
+        sys.stderr.write(f"fastseg: error: {_one_line(exc)}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("fastseg: interrupted\n")
+        return 130
+    except Exception as exc:
+        sys.stderr.write(f"fastseg: failed: {type(exc).__name__}: {_one_line(exc)}\n")
+        if args.verbose:
+            raise
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Data-set metric policies: the choices peers disagree on, their formulas, their presets.
+
+A :class:`Policy` holds four orthogonal choices (how to aggregate, the value of a class that
+is not present, what "present" means, which classes the means leave out) plus the post's
+smoothing. The functions below turn rows of counts (the data-set totals, or one row per
+image) into metric values under a policy; :data:`PRESETS` names the policies that
+reproduce the post and the peers. Everything here is pure NumPy on counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fastseg.scores import SMOOTH
+
+AGGREGATIONS = ("dataset", "image", "sample")
+PRESENCES = ("truth_or_pred", "truth", "all")
+METRICS = ("iou", "dice")
+#: In ``exclude``: the last class, when there is more than one (the post's ``drop_last``).
+LAST = "last"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How data-set IoU and Dice are computed from counts.
+
+    Attributes
+    ----------
+    aggregation : {'dataset', 'image', 'sample'}
+        ``'dataset'``: counts summed over the images, then one value per class.
+        ``'image'``: one value per image and class, each class averaged over the images,
+        then the classes averaged (the post's order). ``'sample'``: one value per image and
+        class, each image averaged over the classes, then the images averaged (MONAI's
+        ``reduction='mean'``, scikit-learn's ``average='samples'``).
+    empty : float
+        Value of a class that is not present in a row: NaN (left out of every mean), 0.0
+        or 1.0 (both enter the means).
+    presence : {'truth_or_pred', 'truth', 'all'}
+        A class is present in a row when its union is not empty (``'truth_or_pred'``),
+        when it has truth pixels (``'truth'``), or always (``'all'``: the post's naive
+        mean, where an empty class scores its smoothed value).
+    exclude : tuple of int or 'last'
+        Classes left out of the class means (they keep their per-class values). Negative
+        indices count from the end; ``'last'`` is the last class when there are more than
+        one (the post's ``drop_last``); ``0`` is the usual background.
+    smooth : float
+        Pixels added to numerator and denominator (the post: 0.001; peers: 0).
+
+    Notes
+    -----
+    Per row ``r`` and class ``c``, with ``s = smooth``, ``I = tp``, ``S = pred + true``
+    and ``U = S - I``::
+
+        iou[r, c]  = (I + s) / (U + s)
+        dice[r, c] = 2 (I + s) / (S + s)
+
+    replaced by ``empty`` where ``c`` is not present in ``r``; ``0 / 0`` is NaN. NaN values
+    are left out of every mean, and a mean over nothing is NaN. With ``K`` the classes not
+    excluded and ``mean`` over the non-NaN values::
+
+        dataset: v[c] = value of the summed counts;     mIoU = mean_{c in K} v[c]
+        image:   v[c] = mean_b iou[b, c];               mIoU = mean_{c in K} v[c]
+        sample:  v[c] = mean_b iou[b, c];               mIoU = mean_b mean_{c in K} iou[b, c]
+
+    Precision, recall and the accuracies do not depend on the policy (except ``exclude``
+    for mAcc and fwIoU): see :func:`totals_summary`.
+    """
+
+    aggregation: str = "dataset"
+    empty: float = math.nan
+    presence: str = "truth_or_pred"
+    exclude: tuple[int | str, ...] = ()
+    smooth: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}; got {self.aggregation!r}")
+        if self.presence not in PRESENCES:
+            raise ValueError(f"presence must be one of {PRESENCES}; got {self.presence!r}")
+        object.__setattr__(self, "empty", _empty_value(self.empty))
+        object.__setattr__(self, "exclude", _exclusions(self.exclude))
+        if not (isinstance(self.smooth, int | float) and self.smooth >= 0):
+            raise ValueError(f"smooth must be a number >= 0; got {self.smooth!r}")
+        object.__setattr__(self, "smooth", float(self.smooth))
+
+    def with_overrides(self, **overrides: Any) -> Policy:
+        """A copy with the fields given (not None) replaced."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def kept(self, num_classes: int) -> np.ndarray:
+        """Boolean mask of the classes that enter the class means."""
+        kept = np.ones(num_classes, bool)
+        for item in self.exclude:
+            if item == LAST:
+                if num_classes > 1:
+                    kept[-1] = False
+                continue
+            assert isinstance(item, int)
+            if not -num_classes <= item < num_classes:
+                raise ValueError(f"exclude: class {item} is out of range for {num_classes} classes")
+            kept[item] = False
+        return kept
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (``empty`` as ``"nan"``, 0.0 or 1.0)."""
+        return {
+            "aggregation": self.aggregation,
+            "empty": "nan" if math.isnan(self.empty) else self.empty,
+            "presence": self.presence,
+            "exclude": list(self.exclude),
+            "smooth": self.smooth,
+        }
+
+    def describe(self) -> str:
+        """One line: ``aggregation=dataset, empty=nan, ...``."""
+        exclude = ",".join(map(str, self.exclude)) or "none"
+        return (
+            f"aggregation={self.aggregation}, empty={self.empty:g}, presence={self.presence}, "
+            f"exclude={exclude}, smooth={self.smooth:g}"
+        )
+
+
+def _empty_value(value: Any) -> float:
+    if isinstance(value, str) and value.lower() == "nan":
+        return math.nan
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and (math.isnan(value) or value in (0, 1)):
+        return float(value)
+    raise ValueError(f"empty must be 'nan', 0 or 1; got {value!r}")
+
+
+def _exclusions(items: Sequence[int | str]) -> tuple[int | str, ...]:
+    if isinstance(items, str | int):
+        items = (items,)
+    out: list[int | str] = []
+    for item in items:
+        if isinstance(item, str) and item == LAST:
+            out.append(LAST)
+        elif isinstance(item, int | np.integer) and not isinstance(item, bool):
+            out.append(int(item))
+        else:
+            raise ValueError(f"exclude takes class indices or {LAST!r}; got {item!r}")
+    return tuple(out)
+
+
+#: The conventions fastseg reproduces, by name (``None`` is ``"dataset"``).
+PRESETS: dict[str, Policy] = {
+    "dataset": Policy(),
+    "post_standard": Policy(aggregation="image", exclude=(LAST,), smooth=SMOOTH),
+    "post_naive": Policy(aggregation="image", presence="all", exclude=(LAST,), smooth=SMOOTH),
+    "mmseg": Policy(),
+    "cityscapes": Policy(),
+    "torchmetrics": Policy(),
+    "monai": Policy(aggregation="sample", presence="truth"),
+}
+
+#: What each preset reproduces (shown in the README and in reports).
+PRESET_SOURCES: dict[str, str] = {
+    "dataset": "fastseg's default (DESIGN.md): summed counts, empty class left out",
+    "post_standard": "the post's metrics_np(metric_type='standard', drop_last=True)",
+    "post_naive": "the post's metrics_np(metric_type='naive', drop_last=True)",
+    "mmseg": "mmsegmentation IoUMetric (nan_to_num=None)",
+    "cityscapes": "Cityscapes evalPixelLevelSemanticLabeling, class IoU average",
+    "torchmetrics": "torchmetrics MulticlassJaccardIndex(average='macro')",
+    "monai": "MONAI DiceMetric(include_background=True, ignore_empty=True, reduction='mean')",
+}
+
+
+def resolve_policy(preset: str | None = None, **overrides: Any) -> Policy:
+    """The policy of `preset` (None: ``"dataset"``) with the keyword fields not None replaced."""
+    name = "dataset" if preset is None else preset
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name].with_overrides(**overrides)
+
+
+# ---------------------------------------------------------------------------- formulas
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` in float64, NaN where ``den == 0`` (no warning)."""
+    num, den = np.broadcast_arrays(np.asarray(num, np.float64), np.asarray(den, np.float64))
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean over `axis` of the non-NaN values; NaN where there is none (no warning).
+
+    The values are added one slice at a time along `axis`, in index order: NumPy's
+    pairwise ``sum`` groups the terms of a row differently depending on how many rows
+    are reduced together, so a bootstrap block and a single report would disagree in
+    the last bits.
+    """
+    moved = np.moveaxis(np.asarray(values, np.float64), axis, 0)
+    total = np.zeros(moved.shape[1:])
+    count = np.zeros(moved.shape[1:])
+    for v in moved:
+        valid = ~np.isnan(v)
+        total += np.where(valid, v, 0.0)
+        count += valid
+    return ratio(total, count)
+
+
+def present(tp: np.ndarray, pred: np.ndarray, true: np.ndarray, presence: str) -> np.ndarray:
+    """Where each class is present in each row, by the `presence` rule."""
+    if presence == "truth":
+        return np.asarray(true) > 0
+    if presence == "all":
+        return np.ones(np.shape(tp), bool)
+    return (np.asarray(pred) + np.asarray(true) - np.asarray(tp)) > 0
+
+
+def row_values(
+    metric: str, tp: np.ndarray, pred: np.ndarray, true: np.ndarray, policy: Policy
+) -> np.ndarray:
+    """IoU or Dice per row and class under `policy` (smoothing, presence, empty value)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
+    s = policy.smooth
+    intersection = np.asarray(tp, np.float64)
+    mask_sum = np.asarray(pred, np.float64) + np.asarray(true, np.float64)
+    if metric == "iou":
+        values = ratio(intersection + s, mask_sum - intersection + s)
+    else:
+        values = ratio(2.0 * (intersection + s), mask_sum + s)
+    return np.where(present(tp, pred, true, policy.presence), values, policy.empty)
+
+
+def masked(values: np.ndarray) -> np.ndarray:
+    """``[values, NaN as 0 | 1 where not NaN]``, (B, 2N): weighted means in one product."""
+    values = np.asarray(values, np.float64).reshape(len(values), -1)
+    valid = ~np.isnan(values)
+    return np.hstack([np.where(valid, values, 0.0), valid.astype(np.float64)])
+
+
+def weighted_means(weights: np.ndarray, masked_values: np.ndarray) -> np.ndarray:
+    """Weighted means over the images of the non-NaN values prepared by :func:`masked`.
+
+    `weights` (R, B) holds how often each image counts in each of R resamples (ones for
+    the plain mean). Returns (R, N); NaN where no image with a value has weight.
+    """
+    sums = weights @ masked_values
+    n = masked_values.shape[1] // 2
+    return ratio(sums[:, :n], sums[:, n:])
+
+
+def image_class_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean over images (B, N) of each class's non-NaN values: (R, N)."""
+    return weighted_means(weights, masked(values))
+
+
+def image_mean(image_scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean of the non-NaN per-image scores (B,) for each of R resamples: (R,)."""
+    return weighted_means(weights, masked(image_scores))[:, 0]
+
+
+def totals_summary(
+    tp: np.ndarray, pred: np.ndarray, true: np.ndarray, policy: Policy, kept: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Summaries of summed counts, one per row of (R, N) totals.
+
+    Returns
+    -------
+    dict of ndarray, shape (R,)
+        ``miou``, ``mdice`` (the ``'dataset'`` aggregation), ``aacc``, ``macc``, ``fwiou``.
+
+    Notes
+    -----
+    With ``K`` the kept classes and ``mean`` over the non-NaN values::
+
+        aAcc  = sum_c tp_c / sum_c true_c            (every class: pixel accuracy)
+        mAcc  = mean_{c in K} tp_c / true_c          (a class without truth is NaN)
+        fwIoU = sum_{c in K} true_c IoU_c / sum_{c in K} true_c,  IoU_c = tp_c / union_c
+    """
+    tp, pred, true = (np.asarray(a, np.float64) for a in (tp, pred, true))
+    iou = ratio(tp, pred + true - tp)
+    weight = true[:, kept]
+    # Weighted IoU as a mean of weight * IoU (NaN only where the weight is 0), times the
+    # number of weighted classes: nanmean's fixed order of addition.
+    weighted_iou = np.where(weight > 0, weight * iou[:, kept], np.nan)
+    weighted = np.nan_to_num(nanmean(weighted_iou, axis=1)) * (weight > 0).sum(axis=1)
+    return {
+        "miou": nanmean(row_values("iou", tp, pred, true, policy)[:, kept], axis=1),
+        "mdice": nanmean(row_values("dice", tp, pred, true, policy)[:, kept], axis=1),
+        "aacc": ratio(tp.sum(axis=1), true.sum(axis=1)),
+        "macc": nanmean(ratio(tp, true)[:, kept], axis=1),
+        "fwiou": ratio(weighted, weight.sum(axis=1)),
+    }

@@ -1,0 +1,443 @@
+"""The streaming Accumulator: add counts batch by batch, merge, save, report.
+
+An :class:`Accumulator` is a small value holding the counts seen so far (per image, with
+optional ids, or only data-set totals) and the options that decide how batches are read.
+``update`` runs the kernel on one batch and adds its counts; ``+`` merges two
+accumulators, the same step the Dask layer uses to combine chunks; ``compute`` makes a
+:class:`~fastseg.report.Report`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastseg.counting import count_prepared
+from fastseg.counts import Counts
+from fastseg.inputs import prepare
+
+#: Version of the file layout written by :meth:`Accumulator.save`.
+FORMAT_VERSION = 1
+_FORMAT = "fastseg.accumulator"
+
+
+class Accumulator:
+    """Counts of a stream of batches, and the data-set report they give.
+
+    Parameters
+    ----------
+    num_classes : int
+        N, the number of classes.
+    ignore_index : int, optional
+        Truth label whose pixels are skipped entirely.
+    class_axis : int, optional
+        Class axis of score / one-hot inputs (default: the last axis).
+    class_names : sequence of str, optional
+        One name per class, used by the report.
+    per_image : bool, default True
+        Keep the counts of every image (needed for per-image metrics, ``worst`` and
+        bootstrap intervals). With False only the data-set totals are kept: constant
+        memory for arbitrarily long streams.
+    soft : bool, default False
+        Sum ``|p t|``, ``|p|``, ``|t|`` (soft metrics) instead of argmax counts.
+
+    Notes
+    -----
+    Hard counts are integers, so any split of the data into batches and any order of
+    merging gives bit-identical counts and reports. Soft sums are exact per image; their
+    data-set totals depend on the order images are added only through float rounding.
+
+    Examples
+    --------
+    >>> import numpy as np, fastseg
+    >>> acc = fastseg.Accumulator(3, ignore_index=255)
+    >>> for truth, scores in [(np.zeros((2, 4, 4), np.uint8), np.ones((2, 4, 4, 3)))]:
+    ...     _ = acc.update(truth, scores)
+    >>> acc.n_images
+    2
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        ignore_index: int | None = None,
+        class_axis: int | None = None,
+        class_names: Sequence[str] | None = None,
+        per_image: bool = True,
+        soft: bool = False,
+    ) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
+            raise TypeError(f"num_classes must be a positive integer; got {num_classes!r}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer; got {num_classes}")
+        if class_names is not None:
+            class_names = [str(name) for name in class_names]
+            if len(class_names) != num_classes:
+                raise ValueError(
+                    f"class_names has {len(class_names)} names for {num_classes} classes"
+                )
+        self.num_classes = int(num_classes)
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
+        self.class_axis = None if class_axis is None else int(class_axis)
+        self.class_names = class_names
+        self.per_image = bool(per_image)
+        self.soft = bool(soft)
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+
+    def reset(self) -> Accumulator:
+        """Forget every count (the options stay)."""
+        n = self.num_classes
+        dtype = np.float64 if self.soft else np.int64
+        rows = 0 if self.per_image else 1
+        self._parts: list[Counts] = [
+            Counts(
+                np.zeros((rows, n), dtype),
+                np.zeros((rows, n), dtype),
+                np.zeros((rows, n), dtype),
+                None if self.soft else np.zeros((n, n), np.int64),
+            )
+        ]
+        self._ids: list[str | None] = []  # None: no id given, the image's position stands in
+        self._n_images = 0
+        return self
+
+    @property
+    def n_images(self) -> int:
+        """Number of images (or volumes) added so far."""
+        return self._n_images
+
+    @property
+    def ids(self) -> list[str]:
+        """Per-image ids (``per_image=True`` only); an image added without one gets its position."""
+        self._require_per_image("ids")
+        return [str(i) if name is None else name for i, name in enumerate(self._ids)]
+
+    @property
+    def counts(self) -> Counts:
+        """The counts so far: one row per image, or one row of totals (``per_image=False``)."""
+        if len(self._parts) > 1:
+            merged = self._parts[0]
+            tp = np.concatenate([p.tp for p in self._parts])
+            pred = np.concatenate([p.pred for p in self._parts])
+            true = np.concatenate([p.true for p in self._parts])
+            confusion = None
+            if merged.confusion is not None:
+                confusion = merged.confusion.copy()
+                for p in self._parts[1:]:
+                    if p.confusion is not None:
+                        confusion += p.confusion
+            ignored = sum(p.ignored for p in self._parts)
+            self._parts = [Counts(tp, pred, true, confusion, ignored)]
+        return self._parts[0]
+
+    def _require_per_image(self, what: str) -> None:
+        if not self.per_image:
+            raise ValueError(f"{what} needs per-image counts; this Accumulator has per_image=False")
+
+    # ---------------------------------------------------------------- updates
+
+    def update(self, y_true: Any, y_pred: Any, ids: Sequence[Any] | None = None) -> Accumulator:
+        """Count one batch and add it.
+
+        Parameters
+        ----------
+        y_true, y_pred : array_like
+            As for :func:`fastseg.counts`: scores (any layout and float dtype), label maps
+            or one-hot masks; NumPy arrays, anything NumPy can view (a PyTorch CPU tensor)
+            or DLPack producers.
+        ids : sequence, optional
+            One id per image of the batch (e.g. file names), kept for the report.
+
+        Returns
+        -------
+        Accumulator
+            self, so updates chain.
+        """
+        prep = prepare(
+            y_true,
+            y_pred,
+            num_classes=self.num_classes,
+            class_axis=self.class_axis,
+            ignore_index=self.ignore_index,
+            soft=self.soft,
+        )
+        return self.add_counts(count_prepared(prep, soft=self.soft), ids)
+
+    def add_counts(self, counts: Counts, ids: Sequence[Any] | None = None) -> Accumulator:
+        """Add counts made elsewhere (e.g. by :func:`fastseg.counts` or a Dask chunk)."""
+        if counts.num_classes != self.num_classes or counts.soft != self.soft:
+            raise ValueError(
+                f"counts of {counts.num_classes} {'soft' if counts.soft else 'hard'} classes "
+                f"cannot be added to an Accumulator of {self.num_classes} "
+                f"{'soft' if self.soft else 'hard'} classes"
+            )
+        names: list[str | None] = [None] * counts.n_images
+        if ids is not None:
+            names = [str(i) for i in ids]
+            if len(names) != counts.n_images:
+                raise ValueError(f"got {len(names)} ids for a batch of {counts.n_images} images")
+        if self.per_image:
+            self._parts.append(counts)
+            self._ids.extend(names)
+        else:
+            self._parts.append(counts.total())
+            self._fold_totals()
+        self._n_images += counts.n_images
+        return self
+
+    def _fold_totals(self) -> None:
+        total, new = self._parts
+        confusion = None
+        if total.confusion is not None and new.confusion is not None:
+            confusion = total.confusion + new.confusion
+        self._parts = [
+            Counts(
+                total.tp + new.tp,
+                total.pred + new.pred,
+                total.true + new.true,
+                confusion,
+                total.ignored + new.ignored,
+            )
+        ]
+
+    # ----------------------------------------------------------------- merging
+
+    def _check_compatible(self, other: Accumulator) -> None:
+        mine = (self.num_classes, self.class_names, self.ignore_index, self.soft, self.per_image)
+        theirs = (
+            other.num_classes,
+            other.class_names,
+            other.ignore_index,
+            other.soft,
+            other.per_image,
+        )
+        if mine != theirs:
+            fields = ("num_classes", "class_names", "ignore_index", "soft", "per_image")
+            diffs = [
+                f"{f}: {a!r} vs {b!r}"
+                for f, a, b in zip(fields, mine, theirs, strict=True)
+                if a != b
+            ]
+            raise ValueError("cannot merge accumulators that differ in " + "; ".join(diffs))
+
+    def __iadd__(self, other: Accumulator) -> Accumulator:
+        if not isinstance(other, Accumulator):
+            return NotImplemented
+        self._check_compatible(other)
+        theirs = other.counts
+        if self.per_image:
+            self._parts.append(theirs)
+            self._ids.extend(other._ids)
+        else:
+            self._parts.append(theirs)
+            self._fold_totals()
+        self._n_images += other.n_images
+        return self
+
+    def __add__(self, other: Accumulator) -> Accumulator:
+        if not isinstance(other, Accumulator):
+            return NotImplemented
+        self._check_compatible(other)
+        out = self.copy()
+        out += other
+        return out
+
+    def copy(self) -> Accumulator:
+        """An independent copy."""
+        out = Accumulator(
+            self.num_classes,
+            ignore_index=self.ignore_index,
+            class_axis=self.class_axis,
+            class_names=self.class_names,
+            per_image=self.per_image,
+            soft=self.soft,
+        )
+        c = self.counts
+        confusion = None if c.confusion is None else c.confusion.copy()
+        out._parts = [Counts(c.tp.copy(), c.pred.copy(), c.true.copy(), confusion, c.ignored)]
+        out._ids = list(self._ids)
+        out._n_images = self._n_images
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Accumulator):
+            return NotImplemented
+        return (
+            self._options() == other._options()
+            and self._ids == other._ids
+            and self.n_images == other.n_images
+            and self.counts == other.counts
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.counts  # noqa: B018 - fold the parts into one before pickling
+        return self.__dict__.copy()
+
+    def __repr__(self) -> str:
+        kind = "soft" if self.soft else "hard"
+        return (
+            f"Accumulator({self.num_classes} classes, {self.n_images} images, {kind}, "
+            f"per_image={self.per_image}, ignore_index={self.ignore_index})"
+        )
+
+    # ------------------------------------------------------------------ report
+
+    def compute(
+        self, preset: str | None = None, *, meta: dict[str, Any] | None = None, **policies: Any
+    ) -> Any:
+        """The :class:`~fastseg.report.Report` of everything counted so far.
+
+        Parameters
+        ----------
+        preset : str, optional
+            A named convention (see :data:`fastseg.report.PRESETS`).
+        meta : dict, optional
+            Extra JSON-safe facts for the report (e.g. sources, skipped blocks).
+        **policies
+            ``aggregation``, ``empty``, ``presence``, ``exclude``: override the preset.
+        """
+        from fastseg.report import Report
+
+        if self.n_images == 0:
+            raise ValueError("nothing to report: no image has been added")
+        if not self.per_image:
+            meta = {"n_images": self.n_images, **(meta or {})}
+        return Report(
+            self.counts,
+            ids=self.ids if self.per_image else None,
+            class_names=self.class_names,
+            per_image=self.per_image,
+            preset=preset,
+            meta=meta,
+            **policies,
+        )
+
+    # ------------------------------------------------------------------- files
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index,
+            "class_axis": self.class_axis,
+            "class_names": self.class_names,
+            "per_image": self.per_image,
+            "soft": self.soft,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the accumulator to an ``.npz`` file, atomically.
+
+        Notes
+        -----
+        Format (version :data:`FORMAT_VERSION`): an uncompressed NumPy ``.npz`` with arrays
+        ``tp``, ``pred``, ``true`` (shape (B, N); int64, or float64 when soft; one row of
+        totals when ``per_image`` is false), ``confusion`` (N, N) int64 for hard counts,
+        ``ids`` (unicode, B entries; ``named`` (bool, B) is false where no id was given)
+        and ``meta``, a JSON string with ``format``
+        (``"fastseg.accumulator"``), ``version``, the constructor options, ``n_images``,
+        ``ignored`` and the writing fastseg's ``fastseg_version``. No pickles.
+        """
+        from fastseg import __version__
+
+        c = self.counts
+        meta = {
+            "format": _FORMAT,
+            "version": FORMAT_VERSION,
+            **self._options(),
+            "n_images": self.n_images,
+            "ignored": c.ignored,
+            "fastseg_version": __version__,
+        }
+        arrays = {
+            "tp": c.tp,
+            "pred": c.pred,
+            "true": c.true,
+            "ids": np.array(["" if i is None else i for i in self._ids], dtype=str),
+            "named": np.array([i is not None for i in self._ids], dtype=bool),
+            "meta": np.array(json.dumps(meta)),
+        }
+        if c.confusion is not None:
+            arrays["confusion"] = c.confusion
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)  # type: ignore[arg-type]
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Accumulator:
+        """Read an accumulator written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            When the file is not a fastseg accumulator, has another format version, or its
+            arrays do not agree with its metadata.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                meta = json.loads(str(f["meta"]))
+                arrays = {k: f[k] for k in f.files if k != "meta"}
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise ValueError(f"{path} is not a readable fastseg accumulator file: {exc}") from exc
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a fastseg accumulator file")
+        if meta.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path} has accumulator format version {meta.get('version')!r}; this fastseg "
+                f"reads version {FORMAT_VERSION}"
+            )
+        try:
+            acc = cls(
+                meta["num_classes"],
+                ignore_index=meta["ignore_index"],
+                class_axis=meta["class_axis"],
+                class_names=meta["class_names"],
+                per_image=meta["per_image"],
+                soft=meta["soft"],
+            )
+            counts = Counts(
+                arrays["tp"],
+                arrays["pred"],
+                arrays["true"],
+                arrays.get("confusion"),
+                int(meta["ignored"]),
+            )
+            ids = [
+                str(i) if named else None
+                for i, named in zip(arrays["ids"], arrays["named"], strict=True)
+            ]
+            n_images = int(meta["n_images"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path} is a corrupt fastseg accumulator file: {exc}") from exc
+        expected_rows = n_images if acc.per_image else 1
+        dtype = np.float64 if acc.soft else np.int64
+        if (
+            counts.num_classes != acc.num_classes
+            or counts.n_images != expected_rows
+            or counts.tp.dtype != dtype
+            or (acc.per_image and len(ids) != n_images)
+            or ((counts.confusion is None) != acc.soft)
+        ):
+            raise ValueError(
+                f"{path} is a corrupt fastseg accumulator file: arrays and metadata disagree"
+            )
+        acc._parts = [counts]
+        acc._ids = ids
+        acc._n_images = n_images
+        return acc

@@ -1,0 +1,268 @@
+"""The Accumulator: updates, merging, files, pickling, array-likes."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastseg
+from fastseg.stream import Accumulator
+
+
+def _batch(rng, b=6, h=9, w=7, n=4, dtype=np.float32):
+    truth = rng.integers(0, n, (b, h, w)).astype(np.uint8)
+    truth[:, 0, :2] = 255
+    scores = rng.random((b, h, w, n)).astype(dtype)
+    return truth, scores
+
+
+def _bincount_confusion(truth, labels, n, ignore=255):
+    keep = truth != ignore
+    return np.bincount(truth[keep].astype(np.int64) * n + labels[keep], minlength=n * n).reshape(
+        n, n
+    )
+
+
+def test_update_counts_match_an_independent_bincount():
+    rng = np.random.default_rng(0)
+    truth, scores = _batch(rng)
+    acc = (
+        Accumulator(4, ignore_index=255).update(truth[:4], scores[:4]).update(truth[4:], scores[4:])
+    )
+    labels = scores.argmax(-1)
+    c = acc.counts
+    np.testing.assert_array_equal(c.confusion, _bincount_confusion(truth, labels, 4))
+    for b in range(truth.shape[0]):
+        keep = truth[b] != 255
+        t, p = truth[b][keep], labels[b][keep]
+        np.testing.assert_array_equal(c.tp[b], np.bincount(t[t == p], minlength=4))
+        np.testing.assert_array_equal(c.true[b], np.bincount(t, minlength=4))
+        np.testing.assert_array_equal(c.pred[b], np.bincount(p, minlength=4))
+    assert c.ignored == 2 * truth.shape[0]
+    assert acc.n_images == 6
+    assert acc.ids == [str(i) for i in range(6)]
+
+
+def test_update_returns_self_and_keeps_given_ids():
+    rng = np.random.default_rng(1)
+    truth, scores = _batch(rng, b=2)
+    acc = Accumulator(4, ignore_index=255)
+    assert acc.update(truth, scores, ids=["a.png", "b.png"]) is acc
+    acc.update(truth[:1], scores[:1])
+    assert acc.ids == ["a.png", "b.png", "2"]
+
+
+def test_every_input_kind_gives_the_same_counts():
+    rng = np.random.default_rng(2)
+    truth, scores = _batch(rng, b=3)
+    truth[truth == 255] = 0
+    one_hot = np.eye(4, dtype=np.float32)[truth]
+    first = np.moveaxis(scores, -1, 1).copy()
+    labels = scores.argmax(-1).astype(np.int16)
+    expected = Accumulator(4).update(truth, scores).counts
+    assert Accumulator(4).update(one_hot, scores).counts == expected
+    assert Accumulator(4, class_axis=1).update(truth, first).counts == expected
+    assert Accumulator(4).update(truth, scores.astype(np.float16)).counts == Accumulator(4).update(
+        truth, scores.astype(np.float16).astype(np.float32)).counts  # fmt: skip
+    assert Accumulator(4).update(truth, labels).counts == expected
+    volume = rng.random((2, 3, 4, 5, 4))
+    vtruth = rng.integers(0, 4, (2, 3, 4, 5))
+    assert Accumulator(4).update(vtruth, volume).counts == fastseg.counts(vtruth, volume)
+
+
+def test_soft_accumulator_sums_match_numpy():
+    rng = np.random.default_rng(3)
+    truth, scores = _batch(rng, b=3)
+    truth[truth == 255] = 1
+    acc = Accumulator(4, soft=True).update(truth, scores)
+    one_hot = np.eye(4)[truth]
+    c = acc.counts
+    assert c.confusion is None
+    np.testing.assert_allclose(c.tp, (scores * one_hot).sum(axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(c.pred, scores.astype(np.float64).sum(axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_array_equal(c.true, one_hot.sum(axis=(1, 2)))
+
+
+def test_per_image_false_keeps_only_totals():
+    rng = np.random.default_rng(4)
+    truth, scores = _batch(rng)
+    full = Accumulator(4, ignore_index=255).update(truth, scores)
+    small = Accumulator(4, ignore_index=255, per_image=False)
+    for b in range(truth.shape[0]):
+        small.update(truth[b : b + 1], scores[b : b + 1])
+    assert small.counts == full.counts.total()
+    assert small.n_images == 6
+    with pytest.raises(ValueError, match="per_image=False"):
+        small.ids  # noqa: B018
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cuts=st.lists(st.integers(1, 9), min_size=1, max_size=5, unique=True),
+    order=st.permutations(range(3)),
+    per_image=st.booleans(),
+)
+def test_any_split_and_merge_order_gives_identical_totals(cuts, order, per_image):
+    rng = np.random.default_rng(5)
+    truth, scores = _batch(rng, b=10, h=5, w=4)
+    edges = [0, *sorted(cuts), 10]
+    parts = [
+        Accumulator(4, ignore_index=255, per_image=per_image).update(truth[a:b], scores[a:b])
+        for a, b in itertools.pairwise(edges)
+        if b > a
+    ]
+    whole = Accumulator(4, ignore_index=255, per_image=per_image).update(truth, scores)
+    merged = parts[0]
+    for p in parts[1:]:
+        merged = merged + p
+    assert merged == whole
+    # Merge order permutes images but never changes the data-set totals.
+    groups = [parts[i % len(parts)] for i in order]
+    shuffled = groups[0].copy()
+    for g in groups[1:]:
+        shuffled += g
+    assert shuffled.counts.total() == (groups[0] + groups[1] + groups[2]).counts.total()
+
+
+def test_merge_refuses_different_classes():
+    with pytest.raises(ValueError, match="num_classes: 3 vs 4"):
+        Accumulator(3) + Accumulator(4)
+    with pytest.raises(ValueError, match="ignore_index"):
+        Accumulator(3, ignore_index=255) + Accumulator(3)
+    with pytest.raises(ValueError, match="class_names"):
+        Accumulator(2, class_names=["a", "b"]) + Accumulator(2, class_names=["a", "c"])
+
+
+def test_add_does_not_modify_operands_and_reset_clears():
+    rng = np.random.default_rng(6)
+    truth, scores = _batch(rng, b=2)
+    a = Accumulator(4, ignore_index=255).update(truth, scores)
+    b = Accumulator(4, ignore_index=255).update(truth, scores)
+    before = a.counts.tp.copy()
+    c = a + b
+    np.testing.assert_array_equal(a.counts.tp, before)
+    assert c.n_images == 4
+    c.reset()
+    assert c.n_images == 0
+    assert c.counts.n_images == 0
+    assert a.n_images == 2
+
+
+def test_pickle_round_trip():
+    rng = np.random.default_rng(7)
+    truth, scores = _batch(rng)
+    acc = Accumulator(4, ignore_index=255, class_names=list("abcd")).update(
+        truth, scores, ids=list("uvwxyz")
+    )
+    again = pickle.loads(pickle.dumps(acc))
+    assert again == acc
+    assert again.ids == list("uvwxyz")
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("soft", [True, False])
+def test_save_load_round_trip(tmp_path, per_image, soft):
+    rng = np.random.default_rng(8)
+    truth, scores = _batch(rng)
+    acc = Accumulator(4, ignore_index=255, class_names=list("abcd"), per_image=per_image, soft=soft)
+    acc.update(truth, scores, ids=[f"img{i}" for i in range(6)])
+    acc.save(tmp_path / "acc.npz")
+    again = Accumulator.load(tmp_path / "acc.npz")
+    assert again == acc
+    assert again.n_images == 6
+    assert list(tmp_path.iterdir()) == [tmp_path / "acc.npz"]  # no temporary left behind
+
+
+def test_load_refuses_other_and_corrupt_files(tmp_path):
+    counts_file = tmp_path / "counts.npz"
+    fastseg.counts(np.zeros((1, 2, 2), np.uint8), np.ones((1, 2, 2, 2))).save(counts_file)
+    with pytest.raises(ValueError, match="not a fastseg accumulator"):
+        Accumulator.load(counts_file)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="not a readable fastseg accumulator"):
+        Accumulator.load(garbage)
+
+    acc = Accumulator(2).update(np.zeros((3, 2, 2), np.uint8), np.ones((3, 2, 2, 2)))
+    acc.save(tmp_path / "good.npz")
+    with np.load(tmp_path / "good.npz") as f:
+        arrays = dict(f)
+    arrays["tp"] = arrays["tp"][:2]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match="corrupt"):
+        Accumulator.load(tmp_path / "bad.npz")
+    arrays = {k: v for k, v in arrays.items() if k != "confusion"}
+    arrays["meta"] = np.array(str(arrays["meta"]).replace('"version": 1', '"version": 99'))
+    np.savez(tmp_path / "future.npz", **arrays)
+    with pytest.raises(ValueError, match="version 99"):
+        Accumulator.load(tmp_path / "future.npz")
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="positive"):
+        Accumulator(0)
+    with pytest.raises(TypeError, match="positive integer"):
+        Accumulator(2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="2 names for 3 classes"):
+        Accumulator(3, class_names=["a", "b"])
+    acc = Accumulator(3)
+    with pytest.raises(ValueError, match="2 ids for a batch of 1"):
+        acc.update(np.zeros((1, 2, 2), np.uint8), np.ones((1, 2, 2, 3)), ids=["a", "b"])
+    with pytest.raises(ValueError, match="num_classes=3 but y_pred has 4"):
+        acc.update(np.zeros((1, 2, 2), np.uint8), np.ones((1, 2, 2, 4)))
+    assert acc.n_images == 0
+
+
+class _DLPackOnly:
+    """An array producer that speaks only DLPack (as a CPU tensor from another library)."""
+
+    def __init__(self, arr):
+        self._arr = arr
+
+    def __dlpack__(self, **kwargs):
+        return self._arr.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._arr.__dlpack_device__()
+
+
+class _ArrayLike:
+    def __init__(self, arr):
+        self._arr = arr
+        self.device = "cpu"
+
+    def __array__(self, dtype=None, copy=None):
+        return self._arr
+
+
+class _GpuTensor:
+    class _Device:
+        type = "cuda"
+
+        def __str__(self):
+            return "cuda:0"
+
+    device = _Device()
+
+    def __array__(self, dtype=None, copy=None):  # pragma: no cover - must not be called
+        raise AssertionError("a GPU tensor must be refused before it is read")
+
+
+def test_array_likes_and_dlpack_are_read_without_copy_semantics_change():
+    rng = np.random.default_rng(9)
+    truth, scores = _batch(rng, b=2)
+    expected = Accumulator(4, ignore_index=255).update(truth, scores).counts
+    via_dlpack = Accumulator(4, ignore_index=255).update(_DLPackOnly(truth), _DLPackOnly(scores))
+    via_array = Accumulator(4, ignore_index=255).update(_ArrayLike(truth), _ArrayLike(scores))
+    assert via_dlpack.counts == expected
+    assert via_array.counts == expected
+
+
+def test_gpu_tensor_is_refused_with_advice():
+    with pytest.raises(TypeError, match=r"cuda:0.*\.cpu\(\)"):
+        Accumulator(4).update(np.zeros((1, 2, 2), np.uint8), _GpuTensor())
