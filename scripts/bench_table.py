@@ -92,7 +92,6 @@ def table(times: dict, memory: dict) -> str:
     )
     lines = [head, "|" + "---|" * 2 + "---:|" * 7]
     workloads = [w for w in WORKLOAD_ORDER if any(k[0] == w for k in times)]
-    workloads += sorted({k[0] for k in times} - set(workloads))
     for w in workloads:
         for layout in LAYOUT_ORDER:
             get = times.get
@@ -114,6 +113,35 @@ def table(times: dict, memory: dict) -> str:
     return "\n".join(lines)
 
 
+def stream_and_zarr_tables(times: dict) -> str:
+    """Tables of issues 3 and 4: Accumulator overhead, out-of-core evaluate vs read."""
+    lines = []
+    kernel = times.get(("stream-voc", "channels_last", "kernel"))
+    acc = times.get(("stream-voc", "channels_last", "accumulator"))
+    if kernel and acc:
+        lines += [
+            "| stream (voc, 4 batches of 2) | kernel ms | Accumulator ms | overhead |",
+            "|---|---:|---:|---:|",
+            f"| channels_last | {_ms(kernel)} | {_ms(acc)} | {(acc / kernel - 1) * 100:+.1f} % |",
+            "",
+        ]
+    rows = []
+    for layout in LAYOUT_ORDER:
+        read = times.get(("zarr", layout, "read"))
+        ev = times.get(("zarr", layout, "evaluate"))
+        if read and ev:
+            rows.append(f"| {layout} | {_ms(read)} | {_ms(ev)} | {ev / read:.2f} "
+                        f"| {(1 - read / ev) * 100:.0f} % |")  # fmt: skip
+    if rows:
+        lines += [
+            "| Zarr float16 store | read + decompress ms | evaluate ms | evaluate / read "
+            "| compute share |",
+            "|---|---:|---:|---:|---:|",
+            *rows,
+        ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the table to stdout."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -129,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     runs = f", best of {len(args.json)} runs" if len(args.json) > 1 else ""
     print(table(times, memory))
     print()
+    extra = stream_and_zarr_tables(times)
+    if extra:
+        print(extra)
+        print()
     print(
         f"Times: {args.stat} over the rounds{runs}, ms; {meta['cpu']}, {meta['cores']} cores, "
         f"last run {meta['datetime']}. Reference speed-up: voc first 2 images, post's mean_iou_np "

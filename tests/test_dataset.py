@@ -397,3 +397,30 @@ def test_accumulator_and_plan_agree_for_hard_counts():
     truth, scores = _data(18)
     acc = Accumulator(N, ignore_index=255).update(truth, scores)
     assert _counts(da.from_array(scores, chunks=(3, 5, 20, N)), truth) == acc.counts
+
+
+def test_evaluate_report_equals_the_accumulator_report(tmp_path):
+    truth, scores = _data(19)
+    path = _store(tmp_path / "ds.zarr", truth, scores, pred_chunks=(2, 12, 10, N),
+                  true_chunks=(3, 24, 20))  # fmt: skip
+    got = fastseg.evaluate(path, path, ignore_index=255, progress=False).to_dict()
+    expected = Accumulator(N, ignore_index=255).update(truth, scores).compute().to_dict()
+    assert got.pop("meta")["blocks"] == 12
+    expected.pop("meta")
+    assert got == expected
+    mmseg = fastseg.evaluate(path, path, ignore_index=255, progress=False, preset="mmseg",
+                             per_image=False, workers=1)  # fmt: skip
+    assert mmseg.miou == Accumulator(N, ignore_index=255).update(truth, scores).compute(
+        "mmseg").miou  # fmt: skip
+
+
+def test_evaluate_with_skipped_blocks_reports_incomplete(tmp_path):
+    truth, scores = _data(20)
+    path = _store(tmp_path / "ds.zarr", truth, scores, pred_chunks=(2, 24, 20, N),
+                  true_chunks=(2, 24, 20))  # fmt: skip
+    _chunk_file(path, "true", "1/0/0").unlink()
+    report = fastseg.evaluate(path, path, ignore_index=255, missing="skip", progress=False)
+    assert report.to_dict()["complete"] is False
+    assert "INCOMPLETE" in str(report)
+    assert report.to_dict()["meta"]["skipped_blocks"] == [[1, 0, 0, 0]]
+    np.testing.assert_array_equal(report.counts.true[2:4], 0)
