@@ -51,7 +51,11 @@ __all__ = [
 
 #: Version of the generator's algorithm, stored in the data set's attributes; changes
 #: whenever the same seed and options would produce other data.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+#: Side, in pixels, of the cells over which the score noise is constant.
+NOISE_CELL = 8
+#: Standard deviation of the per-pixel part of the noise, relative to the cells' part.
+FINE_NOISE = 0.01
 
 #: Score dtypes that may be written.
 SCORE_DTYPES = ("float16", "float32", "float64")
@@ -364,7 +368,8 @@ def scores(spec: SynthSpec, index: int, guess: np.ndarray) -> np.ndarray:
     """Softmax scores of image `index` around the label map `guess`, channels-last float32.
 
     ``softmax(strength * one_hot(guess) + noise * z)`` over the last axis, where ``z`` is
-    standard normal (stream 2 of the image, see :func:`labels`) clipped to
+    standard normal, constant over cells of :data:`NOISE_CELL` pixels per spatial axis
+    (stream 2 of the image, see :func:`labels`), clipped to
     ``+-0.49 * strength / noise`` so that the argmax is exactly `guess`.
 
     Returns
@@ -374,7 +379,18 @@ def scores(spec: SynthSpec, index: int, guess: np.ndarray) -> np.ndarray:
     n = spec.classes
     if spec.noise > 0:
         rng = np.random.default_rng([spec.seed, index, 2])
-        logits = rng.standard_normal((*spec.size, n), dtype=np.float32)
+        # Noise mostly constant over cells of NOISE_CELL pixels per axis, as a model's
+        # scores vary smoothly in space, plus a little per-pixel noise in the low bits as
+        # in real outputs. (Without it the stores compress 50x with zstd, unlike real
+        # float16 outputs; with it 1.16x, as independent noise gave: measured, 1024^2 x 19.)
+        coarse = tuple(-(-d // NOISE_CELL) for d in spec.size)
+        logits = rng.standard_normal((*coarse, n), dtype=np.float32)
+        for axis, d in enumerate(spec.size):
+            logits = np.repeat(logits, NOISE_CELL, axis=axis)[(slice(None),) * axis + (slice(d),)]
+        logits = np.ascontiguousarray(logits)
+        # Plus a little per-pixel noise, as in real outputs (the low mantissa bits vary).
+        fine = rng.standard_normal(logits.shape, dtype=np.float32)
+        logits += np.float32(FINE_NOISE) * fine
         logits *= np.float32(spec.noise)
         limit = np.float32(_NOISE_CLIP * spec.strength)
         np.clip(logits, -limit, limit, out=logits)
