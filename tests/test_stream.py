@@ -127,6 +127,13 @@ def test_any_split_and_merge_order_gives_identical_totals(cuts, order, per_image
     for g in groups[1:]:
         shuffled += g
     assert shuffled.counts.total() == (groups[0] + groups[1] + groups[2]).counts.total()
+    # The reports: identical in full for any split, and in every data-set value for any
+    # merge order (which only permutes the per-image rows).
+    assert merged.compute().to_dict() == whole.compute().to_dict()
+    in_order = (groups[0] + groups[1] + groups[2]).compute().to_dict()
+    reordered = shuffled.compute().to_dict()
+    for key in ("summary", "classes", "confusion_matrix", "pixels", "ignored", "n_images"):
+        assert reordered[key] == in_order[key]
 
 
 def test_merge_refuses_different_classes():
