@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def _ram_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -59,6 +61,11 @@ def main() -> int:
                         str(h), str(w), "--classes", str(args.classes)], check=True)  # fmt: skip
         figures["write_s"] = round(time.perf_counter() - started, 1)
     figures["disk_gb"] = round(_disk_bytes(args.store) / 1e9, 2)
+    import zarr
+
+    shape = zarr.open_group(args.store, mode="r")["pred"].shape  # the store may predate us
+    images, per_image = shape[0], 2 * int(np.prod(shape[1:]))
+    figures.update(images=images, scores_gb=round(images * per_image / 1e9, 2))
 
     command = [*fastseg, "evaluate", str(args.store), str(args.store), "--format", "json",
                "--output", str(args.store.with_suffix(".report.json"))]  # fmt: skip
