@@ -145,3 +145,14 @@ def test_output_is_not_left_half_written(store, tmp_path, capsys):
                  "--no-progress"]) == 0  # fmt: skip
     assert json.loads(out.read_text())["complete"] is True
     assert [p.name for p in Path(tmp_path).iterdir()] == ["r.json"]
+
+
+def test_soft_evaluation_matches_the_soft_accumulator(store, capsys):
+    assert main(["evaluate", str(store), str(store), "--soft", "--format", "json",
+                 "--no-progress"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    g = zarr.open_group(store, mode="r")
+    acc = Accumulator(5, ignore_index=255, soft=True).update(g["true"][:], g["pred"][:])
+    assert out["kind"] == "soft"
+    assert out["confusion_matrix"] is None
+    assert out["summary"]["miou"] == pytest.approx(acc.compute().miou, rel=1e-12)

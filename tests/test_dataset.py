@@ -424,3 +424,15 @@ def test_evaluate_with_skipped_blocks_reports_incomplete(tmp_path):
     assert "INCOMPLETE" in str(report)
     assert report.to_dict()["meta"]["skipped_blocks"] == [[1, 0, 0, 0]]
     np.testing.assert_array_equal(report.counts.true[2:4], 0)
+
+
+def test_evaluate_takes_a_scheduler_address(cluster, tmp_path):
+    truth, scores = _data(21, b=4)
+    path = _store(tmp_path / "ds.zarr", truth, scores, pred_chunks=(1, 24, 20, N),
+                  true_chunks=(2, 24, 20))  # fmt: skip
+    address = cluster.scheduler.address
+    assert address.startswith("tcp://127.0.0.1")
+    remote = fastseg.evaluate(path, path, ignore_index=255, scheduler=address, progress=False)
+    local = fastseg.evaluate(path, path, ignore_index=255, progress=False)
+    assert remote.to_dict()["summary"] == local.to_dict()["summary"]
+    assert remote.to_dict()["confusion_matrix"] == local.to_dict()["confusion_matrix"]
