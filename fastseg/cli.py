@@ -172,7 +172,11 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
         "stores' num_classes attribute)",
     )
     ev.add_argument(
-        "--class-axis", type=int, metavar="K", help="class axis of score arrays (default: last)"
+        "--class-axis",
+        type=int,
+        metavar="K",
+        help="class axis of score arrays (default: the prediction store's class_axis "
+        "attribute, else last)",
     )
     ev.add_argument(
         "--ignore-index",
@@ -251,12 +255,12 @@ def _exclusions(items: Sequence[str] | None) -> list[int | str] | None:
     return [int(x) if x.lstrip("-").isdigit() else x for x in items]
 
 
-def _store_attrs(path: str, array: str | None) -> dict[str, Any]:
+def _store_attrs(path: str, name: str, array: str | None) -> dict[str, Any]:
     """Attributes of a store's group and array, or {} when there are none to read."""
     from fastseg.stores import open_source
 
     try:
-        return open_source(path, "true", array).attrs
+        return open_source(path, name, array).attrs
     except Exception:  # the evaluation itself reports unreadable stores
         return {}
 
@@ -264,7 +268,12 @@ def _store_attrs(path: str, array: str | None) -> dict[str, Any]:
 def _run_evaluate(args: argparse.Namespace, pred: str, true: str) -> int:
     from fastseg.dataset import evaluate
 
-    attrs = _store_attrs(true, getattr(args, "true_array", None))
+    attrs = _store_attrs(true, "true", getattr(args, "true_array", None))
+    class_axis = getattr(args, "class_axis", None)
+    pred_attrs = _store_attrs(pred, "pred", getattr(args, "pred_array", None))
+    if class_axis is None and pred_attrs.get("class_axis") is not None:
+        class_axis = int(pred_attrs["class_axis"])
+        log.info("class axis %s, from the prediction store's attributes", class_axis)
     ignore = args.ignore_index
     if not args.ignore_given and attrs.get("ignore_index") is not None:
         ignore = int(attrs["ignore_index"])
@@ -277,7 +286,7 @@ def _run_evaluate(args: argparse.Namespace, pred: str, true: str) -> int:
         pred,
         true,
         num_classes=num_classes,
-        class_axis=getattr(args, "class_axis", None),
+        class_axis=class_axis,
         ignore_index=ignore,
         soft=getattr(args, "soft", False),
         pred_array=getattr(args, "pred_array", None),

@@ -156,3 +156,15 @@ def test_soft_evaluation_matches_the_soft_accumulator(store, capsys):
     assert out["kind"] == "soft"
     assert out["confusion_matrix"] is None
     assert out["summary"]["miou"] == pytest.approx(acc.compute().miou, rel=1e-12)
+
+
+def test_channels_first_store_takes_its_class_axis_from_the_attributes(tmp_path, capsys):
+    path = tmp_path / "first.zarr"
+    assert main(["synth", str(path), "--images", "2", "--size", "32", "24", "--classes", "4",
+                 "--class-axis", "1", "--no-progress"]) == 0  # fmt: skip
+    assert main(["evaluate", str(path), str(path), "--format", "json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    g = zarr.open_group(path, mode="r")
+    acc = Accumulator(4, ignore_index=255, class_axis=1, class_names=g.attrs["class_names"])
+    expected = acc.update(g["true"][:], g["pred"][:]).compute().to_dict()
+    assert out["summary"] == expected["summary"]
