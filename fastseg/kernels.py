@@ -279,9 +279,117 @@ def _argmax_two_pass(bits):
     return lab, nan
 
 
+@njit(**HELPER)
+def _half_flags(block):
+    """(any negative, any NaN) over a block of float16 bits: one vectorised pass."""
+    bits = np.uint16(0)
+    nan = False
+    for j in range(block.shape[0]):
+        row = block[j]
+        for c in range(row.shape[0]):
+            v = row[c]
+            bits |= v
+            nan |= (v & 0x7FFF) > 0x7C00
+    return (bits & 0x8000) != 0, nan
+
+
+@njit(**HELPER)
+def _half_key(v, signed):
+    # Without a negative score in the block, the bits themselves order like the values.
+    return _sm_key(v) if signed else np.int16(v)
+
+
+@njit(**HELPER)
+def _argmax_half_rows(block, out, signed):
+    """Argmax of channels-last float16 bits (no NaN), four pixels at a time.
+
+    Four independent running maxima with selects, not branches: the compares of one
+    pixel depend on each other, those of four pixels do not. Measured, one thread,
+    cycles per pixel at 14 / 19 classes: one pixel at a time 61 / 77; four, with keys
+    43 / 41, on the raw bits of a non-negative block 19 / 17.
+    """
+    n, nc = block.shape
+    j = 0
+    while j + 4 <= n:
+        r0 = block[j]
+        r1 = block[j + 1]
+        r2 = block[j + 2]
+        r3 = block[j + 3]
+        b0 = _half_key(r0[0], signed)
+        b1 = _half_key(r1[0], signed)
+        b2 = _half_key(r2[0], signed)
+        b3 = _half_key(r3[0], signed)
+        l0 = l1 = l2 = l3 = np.int32(0)
+        for c in range(1, nc):
+            k0 = _half_key(r0[c], signed)
+            k1 = _half_key(r1[c], signed)
+            k2 = _half_key(r2[c], signed)
+            k3 = _half_key(r3[c], signed)
+            b0, l0 = _first_max(b0, l0, k0, np.int32(c))
+            b1, l1 = _first_max(b1, l1, k1, np.int32(c))
+            b2, l2 = _first_max(b2, l2, k2, np.int32(c))
+            b3, l3 = _first_max(b3, l3, k3, np.int32(c))
+        out[j] = l0
+        out[j + 1] = l1
+        out[j + 2] = l2
+        out[j + 3] = l3
+        j += 4
+    for i in range(j, n):
+        r = block[i]
+        best = _half_key(r[0], signed)
+        lab = np.int32(0)
+        for c in range(1, nc):
+            best, lab = _first_max(best, lab, _half_key(r[c], signed), np.int32(c))
+        out[i] = lab
+
+
+def _decode_half_rows(
+    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
+):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_decode_half_rows, jit_options=HELPER)
+def _decode_half_rows_overload(
+    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
+):
+    """The fast path of :func:`_decode_last` for float16 bits; False when it does not apply.
+
+    It applies to several classes (fewer than the two-pass threshold) and a block without
+    NaN; it reads the scores of every pixel, ignored truth or not (results are the same).
+    """
+    if x.dtype != types.uint16:
+        return lambda x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, \
+            slot, keep, masked: False  # fmt: skip
+
+    def impl(x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep,
+             masked):  # fmt: skip
+        nc = x.shape[2]
+        if nc == 1 or nc >= _two_pass_from(x):
+            return False
+        block = x[b, start:stop]
+        negative, block_nan = _half_flags(block)
+        if block_nan:
+            return False  # the per-pixel loop counts NaN pixels exactly
+        _argmax_half_rows(block, out, negative)
+        n = stop - start
+        if masked:
+            for j in range(n):
+                if keep[j] < 0:
+                    out[j] = SKIP
+        _finish_scores(out[:n], keys, nans, False, False, ncls, has_ignore, ignore, stats,
+                       slot, keep, masked)  # fmt: skip
+        return True
+
+    return impl
+
+
 def _decode_last(
     x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
 ):
+    if _decode_half_rows(x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats,
+                         slot, keep, masked):  # fmt: skip
+        return
     nc = x.shape[2]
     two_pass = nc >= _two_pass_from(x)
     n = stop - start
