@@ -5,22 +5,22 @@ Layout of a checkpoint directory::
     manifest.json          {"format": "fastseg.checkpoint", "version": 1, "fingerprint": {...}}
     blocks/<i>_<j>_..npz   one finished block: its first image, counts and ignored pixels
 
-Every file is written to a temporary name and renamed, so a killed run leaves only whole
-files. The fingerprint records the inputs and options; a directory made for other inputs
-or options is refused rather than mixed in.
+Every file is written to a temporary name and renamed (:mod:`fastseg._files`), so a
+killed run leaves only whole files. The fingerprint records the inputs and options; a
+directory made for other inputs or options is refused rather than mixed in.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+
+from fastseg._files import save_npz, write_atomically
 
 FORMAT_VERSION = 1
 _FORMAT = "fastseg.checkpoint"
@@ -62,18 +62,6 @@ def merge_blocks(parts: list[BlockCounts]) -> BlockCounts:
         if confusion is not None and p.confusion is not None:
             confusion += p.confusion
     return BlockCounts(b0, tp, pred, true, confusion, sum(p.ignored for p in parts))
-
-
-def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write `path` through a temporary file in the same directory, then rename it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Checkpoint:
@@ -122,7 +110,7 @@ class Checkpoint:
             text = json.dumps(
                 {"format": _FORMAT, "version": FORMAT_VERSION, "fingerprint": fingerprint}, indent=1
             )
-            write_atomically(manifest, lambda f: f.write(text.encode()))
+            write_atomically(manifest, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         self.blocks.mkdir(exist_ok=True)
 
     def path(self, block: tuple[int, ...]) -> Path:
@@ -149,7 +137,7 @@ def save_block(path: Path, counts: BlockCounts) -> None:
     }
     if counts.confusion is not None:
         arrays["confusion"] = counts.confusion
-    write_atomically(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+    save_npz(path, arrays)
 
 
 def load_block(path: Path) -> BlockCounts:

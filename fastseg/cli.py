@@ -321,9 +321,9 @@ def _emit(report: Any, args: argparse.Namespace) -> None:
                 f"  {w.id:>12}  {w.score:.4f}\n" for w in worst
             )
     if args.output is not None:
-        from fastseg.checkpoint import write_atomically
+        from fastseg._files import write_atomically
 
-        write_atomically(args.output, lambda f: f.write(text.encode("utf-8")))
+        write_atomically(args.output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         log.info("report written to %s", args.output)
     else:
         sys.stdout.write(text)

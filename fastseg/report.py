@@ -14,7 +14,6 @@ import csv
 import json
 import math
 import os
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fastseg._files import write_atomically
 from fastseg.counts import Counts
 from fastseg.policy import (
     METRICS,
@@ -471,7 +471,7 @@ class Report:
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_dict` as strict JSON (no NaN), atomically; return the path."""
         text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
-        return _write_atomic(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+        return write_atomically(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write one row per class (:meth:`class_rows`; NaN as an empty field), atomically."""
@@ -484,7 +484,7 @@ class Report:
                 for row in _json_safe(self.class_rows()):
                     writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
-        return _write_atomic(path, write)
+        return write_atomically(path, write)
 
     def plot(self, path: str | os.PathLike[str], *, dpi: int = 150) -> Path:
         """Save per-class IoU bars (sorted) and the row-normalised confusion heat map.
@@ -495,7 +495,7 @@ class Report:
         """
         figure = _figure(self)
         fmt = Path(path).suffix.lstrip(".").lower() or "png"
-        return _write_atomic(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=dpi))
+        return write_atomically(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=dpi))
 
     def __str__(self) -> str:
         return "\n".join(_text(self))
@@ -591,22 +591,6 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-def _write_atomic(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
-    """Run ``write(tmp)`` on a temporary file beside `path`, then rename it to `path`.
-
-    A reader never sees a partial file under `path`: it appears complete or not at all,
-    and a failed write leaves an earlier file untouched.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def _fmt(value: float) -> str:

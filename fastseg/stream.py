@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fastseg._files import save_npz
 from fastseg.counting import count_prepared
 from fastseg.counts import Counts
 from fastseg.inputs import prepare
@@ -369,15 +368,7 @@ class Accumulator:
         }
         if c.confusion is not None:
             arrays["confusion"] = c.confusion
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)  # type: ignore[arg-type]
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npz(path, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Accumulator:

@@ -43,7 +43,6 @@ from fastseg.report import (
     PRESETS,
     ImageScore,
     Report,
-    _write_atomic,
     resample_weights,
 )
 
@@ -612,23 +611,6 @@ def test_csv_one_row_per_class(counts, tmp_path):
     assert float(rows[1]["dice"]) == 4 / 7
     assert rows[4]["iou"] == rows[2]["precision"] == ""  # NaN
     assert [int(r["support"]) for r in rows] == [6, 3, 1, 0, 0]
-
-
-def test_write_atomic_leaves_no_partial_file(tmp_path):
-    target = tmp_path / "out.json"
-    target.write_text("old")
-
-    def failing(tmp):
-        tmp.write_text("half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        _write_atomic(target, failing)
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
-    with pytest.raises(OSError, match="disk full"):
-        _write_atomic(tmp_path / "new.json", failing)
-    assert not (tmp_path / "new.json").exists()
 
 
 def test_text_table_is_aligned(counts):
