@@ -342,8 +342,7 @@ def _compute(root: Any, scheduler: Any, workers: int, progress: bool) -> BlockCo
         if progress:
             from dask.diagnostics import ProgressBar
 
-            # Redraw 10 times a second on a terminal; in a batch job's log, every 30 s.
-            bar = ProgressBar(minimum=1.0, dt=0.1 if sys.stderr.isatty() else 30.0, out=sys.stderr)
+            bar = ProgressBar(minimum=1.0, out=sys.stderr)
         with bar:
             # The scheduler's function, not its name: a name makes Dask import distributed
             # to look for a running client (0.3 s of a CLI's cold start, measured).
