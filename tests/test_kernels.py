@@ -16,6 +16,7 @@ import numba
 import numpy as np
 import pytest
 
+import fastseg
 from fastseg import kernels
 
 # --------------------------------------------------------------------------------------
@@ -376,3 +377,32 @@ def test_soft_sums_bad_labels_and_nan():
     pred[0, 3, 0] = np.nan
     *_, stats = run_soft(pred, SOFT_LABELS, 2)
     assert stats[kernels.PRED_NAN] == 1
+
+
+@pytest.mark.parametrize("n", [2, 5, 19, 31])
+@pytest.mark.parametrize("negative", [False, True])
+def test_float16_channels_last_fast_path_matches_bincount(n, negative):
+    """Blocks of float16 scores take a four-pixel path (raw bits if no score is negative,
+    keys otherwise); a block with a NaN falls back to the exact per-pixel loop."""
+    rng = np.random.default_rng(n)
+    b, h, w = 2, 130, 300  # more pixels per image than one kernel block
+    scores = rng.random((b, h, w, n)).astype(np.float16)  # softmax-like: all bits vary
+    if negative:
+        scores -= np.float16(0.5)
+    scores[rng.random(scores.shape) < 0.2] = -0.0 if negative else 0.0  # +-0
+    scores[..., -1] = np.where(rng.random((b, h, w)) < 0.3, scores[..., 0], scores[..., -1])
+    truth = rng.integers(0, n, (b, h, w)).astype(np.uint8)
+    truth[rng.random(truth.shape) < 0.1] = 255
+    keep = truth != 255
+    labels = scores.astype(np.float32).argmax(-1)
+    expected = np.bincount(truth[keep].astype(np.int64) * n + labels[keep],
+                           minlength=n * n).reshape(n, n)  # fmt: skip
+    assert (fastseg.confusion_matrix(truth, scores, ignore_index=255) == expected).all()
+
+    ignored_nan = scores.copy()
+    ignored_nan[(*np.argwhere(~keep)[0], 0)] = np.nan  # not counted: its truth is ignored
+    assert (fastseg.confusion_matrix(truth, ignored_nan, ignore_index=255) == expected).all()
+    kept_nan = scores.copy()
+    kept_nan[(*np.argwhere(keep)[5], n - 1)] = np.nan
+    with pytest.raises(ValueError, match="NaN scores at 1 pixels"):
+        fastseg.counts(truth, kept_nan, ignore_index=255)
