@@ -184,29 +184,17 @@ class Accumulator:
             names = [str(i) for i in ids]
             if len(names) != counts.n_images:
                 raise ValueError(f"got {len(names)} ids for a batch of {counts.n_images} images")
+        return self._append(counts, names, counts.n_images)
+
+    def _append(self, counts: Counts, names: list[str | None], n_images: int) -> Accumulator:
+        """Add `counts` of `n_images` images: as rows, or into the totals."""
         if self.per_image:
             self._parts.append(counts)
             self._ids.extend(names)
         else:
-            self._parts.append(counts.total())
-            self._fold_totals()
-        self._n_images += counts.n_images
+            self._parts = [(self._parts[0] + counts).total()]
+        self._n_images += n_images
         return self
-
-    def _fold_totals(self) -> None:
-        total, new = self._parts
-        confusion = None
-        if total.confusion is not None and new.confusion is not None:
-            confusion = total.confusion + new.confusion
-        self._parts = [
-            Counts(
-                total.tp + new.tp,
-                total.pred + new.pred,
-                total.true + new.true,
-                confusion,
-                total.ignored + new.ignored,
-            )
-        ]
 
     # ----------------------------------------------------------------- merging
 
@@ -232,15 +220,7 @@ class Accumulator:
         if not isinstance(other, Accumulator):
             return NotImplemented
         self._check_compatible(other)
-        theirs = other.counts
-        if self.per_image:
-            self._parts.append(theirs)
-            self._ids.extend(other._ids)
-        else:
-            self._parts.append(theirs)
-            self._fold_totals()
-        self._n_images += other.n_images
-        return self
+        return self._append(other.counts, other._ids, other.n_images)
 
     def __add__(self, other: Accumulator) -> Accumulator:
         if not isinstance(other, Accumulator):
