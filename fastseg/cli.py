@@ -10,14 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("fastseg")
+
+#: File name written by ``--plot DIR/``.
+PLOT_NAME = "report.png"
 
 EVALUATE_EXAMPLES = """\
 examples:
@@ -152,8 +157,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
-    ev.add_argument("pred", help="predictions: Zarr store path or URL (group or array)")
-    ev.add_argument("true", help="truth: Zarr store path or URL (may be the same group)")
+    ev.add_argument(
+        "pred", metavar="PRED", help="predictions: Zarr store path or URL (group or array)"
+    )
+    ev.add_argument(
+        "true", metavar="TRUE", help="truth: Zarr store path or URL (may be the same group)"
+    )
     ev.add_argument(
         "--pred-array",
         metavar="PATH",
@@ -181,11 +190,26 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument(
         "--ignore-index",
         type=_int_or_none,
+        default=argparse.SUPPRESS,  # absent: the library reads the store's attribute
         metavar="K",
         help="truth label to skip (default: the stores' ignore_index attribute, "
         "else none; 'none' to ignore nothing)",
     )
     ev.add_argument("--soft", action="store_true", help="soft IoU / Dice from probabilities")
+    ev.add_argument(
+        "--threshold",
+        type=float,
+        metavar="T",
+        help="one-channel scores (binary segmentation): foreground where score > T "
+        "(2 classes: 0 background, 1 foreground); required for one-channel inputs",
+    )
+    ev.add_argument(
+        "--spatial-dims",
+        type=int,
+        metavar="K",
+        help="number of spatial axes after the batch axis (default: at least 2; 3 to "
+        "read integer arrays as label-map volumes rather than one-hot images)",
+    )
     ev.add_argument(
         "--missing",
         choices=("error", "skip", "fill"),
@@ -206,7 +230,7 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
         help="dask.distributed scheduler address (default: local threads)",
     )
     where.add_argument(
-        "--workers", type=int, metavar="N", help="local threads (default: all cores)"
+        "--workers", type=int, metavar="N", help="local threads, at least 1 (default: all cores)"
     )
     _output_arguments(ev)
 
@@ -225,7 +249,8 @@ def _output_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="C",
-        help="classes left out of the means: indices, or 'last' / 'background'",
+        help="classes left out of the means: indices (negative from the end), class names "
+        "(the stores' class_names attribute), 'background' (class 0) or 'last'",
     )
     p.add_argument(
         "--per-image",
@@ -238,12 +263,16 @@ def _output_arguments(p: argparse.ArgumentParser) -> None:
         default="table",
         help="report format (default table)",
     )
-    p.add_argument("--output", type=Path, metavar="FILE", help="write the report here")
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the report here (missing directories are created)",
+    )
     p.add_argument(
         "--plot",
-        type=Path,
         metavar="FILE.png",
-        help="save per-class IoU bars and the confusion matrix (needs matplotlib)",
+        help="save per-class IoU bars and the confusion matrix (needs matplotlib); the "
+        f"format follows the suffix; a directory gets {PLOT_NAME}",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log what is done")
@@ -255,40 +284,23 @@ def _exclusions(items: Sequence[str] | None) -> list[int | str] | None:
     return [int(x) if x.lstrip("-").isdigit() else x for x in items]
 
 
-def _store_attrs(path: str, name: str, array: str | None) -> dict[str, Any]:
-    """Attributes of a store's group and array, or {} when there are none to read."""
-    from fastseg.stores import open_source
-
-    try:
-        return open_source(path, name, array).attrs
-    except Exception:  # the evaluation itself reports unreadable stores
-        return {}
-
-
 def _run_evaluate(args: argparse.Namespace, pred: str, true: str) -> int:
-    from fastseg.dataset import evaluate
+    from fastseg.dataset import FROM_STORE, evaluate
 
-    attrs = _store_attrs(true, "true", getattr(args, "true_array", None))
-    class_axis = getattr(args, "class_axis", None)
-    pred_attrs = _store_attrs(pred, "pred", getattr(args, "pred_array", None))
-    if class_axis is None and pred_attrs.get("class_axis") is not None:
-        class_axis = int(pred_attrs["class_axis"])
-        log.info("class axis %s, from the prediction store's attributes", class_axis)
-    ignore = args.ignore_index
-    if not args.ignore_given and attrs.get("ignore_index") is not None:
-        ignore = int(attrs["ignore_index"])
-        log.info("ignore index %s, from the truth store's attributes", ignore)
-    num_classes = getattr(args, "num_classes", None)
-    if num_classes is None and attrs.get("num_classes") is not None:
-        num_classes = int(attrs["num_classes"])
+    # CLI-only options first (cheap, no store opened); the library checks its own options,
+    # the stores and their attribute defaults before it computes anything.
+    output = None if args.output is None else _output_target(args.output)
+    plot = None if args.plot is None else _plot_target(args.plot)
     started = time.perf_counter()
     report = evaluate(
         pred,
         true,
-        num_classes=num_classes,
-        class_axis=class_axis,
-        ignore_index=ignore,
+        num_classes=getattr(args, "num_classes", None),
+        class_axis=getattr(args, "class_axis", None),
+        ignore_index=getattr(args, "ignore_index", FROM_STORE),
         soft=getattr(args, "soft", False),
+        threshold=getattr(args, "threshold", None),
+        spatial_dims=getattr(args, "spatial_dims", None),
         pred_array=getattr(args, "pred_array", None),
         true_array=getattr(args, "true_array", None),
         missing=getattr(args, "missing", "error"),
@@ -300,11 +312,11 @@ def _run_evaluate(args: argparse.Namespace, pred: str, true: str) -> int:
         exclude=_exclusions(args.exclude_class),
     )
     log.info("evaluated %s images in %.2f s", report.n_images, time.perf_counter() - started)
-    _emit(report, args)
+    _emit(report, args, output, plot)
     return 0
 
 
-def _emit(report: Any, args: argparse.Namespace) -> None:
+def _emit(report: Any, args: argparse.Namespace, output: Path | None, plot: Path | None) -> None:
     if args.format == "json":
         data = report.to_dict()
         if not args.per_image:
@@ -320,26 +332,99 @@ def _emit(report: Any, args: argparse.Namespace) -> None:
             text += "\nworst images by IoU:\n" + "".join(
                 f"  {w.id:>12}  {w.score:.4f}\n" for w in worst
             )
-    if args.output is not None:
+    if output is not None:
         from fastseg._files import write_atomically
 
-        write_atomically(args.output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        log.info("report written to %s", args.output)
+        if _special(output):  # /dev/stdout, a named pipe: written to, never replaced
+            with output.open("w", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        log.info("report written to %s", output)
     else:
         sys.stdout.write(text)
-    if args.plot is not None:
-        report.plot(args.plot)
-        log.info("plot written to %s", args.plot)
+    if plot is not None:
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        report.plot(plot)
+        log.info("plot written to %s", plot)
 
 
-def _progress_printer(label: str) -> Any:
-    width = 40
+def _special(path: Path) -> bool:
+    """An existing target that is neither a regular file nor a directory (device, pipe)."""
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
+def _output_target(text: str, flag: str = "--output") -> Path:
+    """The file `flag` names, checked before any compute: not a directory, and writable.
+
+    Missing parent directories are allowed (they are created when the file is written):
+    the nearest existing one must be a directory where a file can be created.
+    """
+    path = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise UsageError(f"{flag} {text}: is a directory; give a file name")
+    if _special(path):
+        return path
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(
+            f"{flag} {text}: {ancestor} is a file, not a directory, so the file cannot be "
+            "created there"
+        )
+    try:  # what the atomic writer will do: a temporary file beside the target
+        fd, name = tempfile.mkstemp(dir=ancestor, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {text}: cannot write in {ancestor} ({exc.strerror or exc})"
+        ) from None
+    return path
+
+
+def _plot_target(text: str) -> Path:
+    """The image file of ``--plot``, checked before any compute.
+
+    A directory (existing, or written with a trailing slash) gets :data:`PLOT_NAME`; the
+    suffix must be a format matplotlib writes (none: PNG); matplotlib must be installed.
+    """
+    path = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        path = path / PLOT_NAME
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise UsageError(
+            "--plot needs matplotlib; install the plot extra: pip install 'fastseg[plot]'"
+        ) from None
+    supported = FigureCanvasBase.get_supported_filetypes()
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    if fmt not in supported:
+        raise UsageError(
+            f"--plot {text}: matplotlib cannot write .{fmt} files; use one of "
+            + ", ".join(f".{x}" for x in sorted(supported))
+        )
+    if _special(path):
+        raise UsageError(f"--plot {text}: not a regular file")
+    return _output_target(str(path), "--plot")
+
+
+def _progress_printer(unit: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback drawing a :class:`fastseg.progress.Progress`."""
+    from fastseg.progress import Progress
+
+    state: dict[str, Progress] = {}
 
     def show(done: int, total: int) -> None:
-        filled = width * done // max(total, 1)
-        end = "\n" if done >= total else ""
-        sys.stderr.write(f"\r{label} [{'#' * filled}{' ' * (width - filled)}] {done}/{total}{end}")
-        sys.stderr.flush()
+        if "bar" not in state:
+            state["bar"] = Progress(total, unit=unit)
+        bar = state["bar"]
+        bar.update(done - bar.done)
+        if done >= total:
+            bar.close()
 
     return show
 
@@ -361,7 +446,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         zarr_format=args.zarr_format,
         workers=args.workers,
         overwrite=args.overwrite,
-        progress=None if args.no_progress else _progress_printer("writing"),
+        progress=None if args.no_progress else _progress_printer("image"),
     )
     log.info("wrote %s in %.1f s", args.out, time.perf_counter() - started)
     return 0
@@ -382,7 +467,6 @@ def _run_demo(args: argparse.Namespace) -> int:
             f"an ignore region labelled 255) in {path}\n"
         )
         args.ignore_index = 255
-        args.ignore_given = True
         return _run_evaluate(args, str(path), str(path))
 
 
@@ -393,13 +477,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
         return int(exc.code or 0)
-    args.ignore_given = any(a == "--ignore-index" or a.startswith("--ignore-index=") for a in argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="fastseg: %(message)s",
         stream=sys.stderr,
     )
-    from fastseg.dataset import MissingChunksError
+    from fastseg.dataset import MissingChunksError, SchedulerConnectionError
     from fastseg.stores import ChunkReadError
 
     try:
@@ -409,16 +492,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_demo(args)
         return _run_synth(args)
     except ChunkReadError as exc:
-        sys.stderr.write(f"fastseg: error: {exc}\n")
+        sys.stderr.write(f"fastseg: error: {_cli_words(_one_line(exc))}\n")
         return 1
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, MissingChunksError) as exc:
-        sys.stderr.write(f"fastseg: error: {_one_line(exc)}\n")
+    except (
+        UsageError,
+        ValueError,
+        TypeError,
+        FileExistsError,
+        FileNotFoundError,
+        MissingChunksError,
+        SchedulerConnectionError,
+    ) as exc:
+        sys.stderr.write(f"fastseg: error: {_cli_words(_one_line(exc))}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("fastseg: interrupted\n")
         return 130
     except Exception as exc:
-        sys.stderr.write(f"fastseg: failed: {type(exc).__name__}: {_one_line(exc)}\n")
+        sys.stderr.write(f"fastseg: failed: {type(exc).__name__}: {_cli_words(_one_line(exc))}\n")
         if args.verbose:
             raise
         return 1
@@ -426,6 +517,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
+
+
+#: Python parameter names that have no flag of the same name.
+_RENAMED = {"exclude": "--exclude-class", "y_pred": "PRED", "y_true": "TRUE"}
+
+
+def _flags() -> dict[str, str]:
+    """Python parameter name -> CLI spelling, from the parsers' own long options."""
+    flags: dict[str, str] = {}
+    parser = _parser()
+    for action in parser._actions:  # the subcommands and their options
+        for sub in getattr(action, "choices", None) or {}:
+            sub_parser = action.choices[sub]  # type: ignore[index]
+            for option in getattr(sub_parser, "_actions", ()):
+                for string in option.option_strings:
+                    if string.startswith("--") and string not in ("--help", "--version"):
+                        flags.setdefault(string[2:].replace("-", "_"), string)
+    return flags | _RENAMED
+
+
+def _cli_words(message: str) -> str:
+    """`message` with the library's parameter names spelled as the CLI's flags.
+
+    ``num_classes=21`` becomes ``--num-classes 21`` (a quoted value loses its quotes),
+    a name with an underscore becomes its flag wherever it stands (``class_axis`` ->
+    ``--class-axis``) unless it names a store attribute, other names only before ``=``
+    (``workers=0``), ``exclude:`` is ``--exclude-class:``, and ``y_pred`` / ``y_true``
+    are the positional ``PRED`` / ``TRUE``.
+    """
+    flags = _flags()
+    names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+
+    def valued(m: re.Match[str]) -> str:
+        value = m.group(2)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        return f"{flags[m.group(1)]} {value}"
+
+    message = re.sub(rf"(?<![\w-])({names})=('[^']*'|\"[^\"]*\"|[^\s,;:)]+)", valued, message)
+    message = re.sub(r"(?<![\w-])exclude:", f"{flags['exclude']}:", message)
+    bare = "|".join(re.escape(k) for k in sorted(flags, key=len, reverse=True) if "_" in k)
+    # not a store attribute of that name ("the truth store's ignore_index attribute")
+    return re.sub(
+        rf"(?<![\w\-./'])({bare})(?![\w/]| attribute)", lambda m: flags[m.group(1)], message
+    )
 
 
 if __name__ == "__main__":

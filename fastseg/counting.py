@@ -80,6 +80,8 @@ def counts(
     class_axis: int | None = None,
     ignore_index: int | None = None,
     soft: bool = False,
+    threshold: float | None = None,
+    spatial_dims: int | None = None,
 ) -> Counts:
     """Count a batch: per-image intersection, predicted and true pixels, and confusion.
 
@@ -99,6 +101,13 @@ def counts(
         Truth label whose pixels are skipped entirely.
     soft : bool, default False
         Float sums of ``|p t|``, ``|p|``, ``|t|`` instead of argmax counts.
+    threshold : float, optional
+        For one-channel scores (binary segmentation): foreground (class 1) where the
+        score is ``> threshold``, else background (class 0). Required for one-channel
+        inputs, refused for others.
+    spatial_dims : int, optional
+        Number of spatial axes after the batch axis (default: at least 2, so one image
+        without its batch axis is refused rather than split into rows).
 
     Returns
     -------
@@ -116,7 +125,8 @@ def counts(
     ([[1, 2]], [[2, 3]])
     """
     prep = prepare(y_true, y_pred, num_classes=num_classes, class_axis=class_axis,
-                   ignore_index=ignore_index, soft=soft)  # fmt: skip
+                   ignore_index=ignore_index, soft=soft, threshold=threshold,
+                   spatial_dims=spatial_dims)  # fmt: skip
     return count_prepared(prep, soft=soft)
 
 
@@ -127,6 +137,8 @@ def confusion_matrix(
     num_classes: int | None = None,
     class_axis: int | None = None,
     ignore_index: int | None = None,
+    threshold: float | None = None,
+    spatial_dims: int | None = None,
 ) -> np.ndarray:
     """The (N, N) int64 confusion matrix of a batch: rows truth, columns prediction.
 
@@ -136,11 +148,12 @@ def confusion_matrix(
     Examples
     --------
     >>> import numpy as np, fastseg
-    >>> fastseg.confusion_matrix(np.array([[0, 1, 1]]), np.array([[0, 0, 1]]), num_classes=2)
+    >>> fastseg.confusion_matrix(np.array([[[0, 1, 1]]]), np.array([[[0, 0, 1]]]), num_classes=2)
     array([[1, 0],
            [1, 1]])
     """
     c = counts(y_true, y_pred, num_classes=num_classes, class_axis=class_axis,
-               ignore_index=ignore_index)  # fmt: skip
+               ignore_index=ignore_index, threshold=threshold,
+               spatial_dims=spatial_dims)  # fmt: skip
     assert c.confusion is not None
     return c.confusion

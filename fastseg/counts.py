@@ -1,15 +1,263 @@
-"""The Counts value: the sufficient statistic of every metric, and how it merges."""
+"""The Counts value: the sufficient statistic of every metric, how it merges, its files.
+
+Counts, accumulators and checkpoint blocks are all saved by :func:`save_versioned` and
+read by :func:`load_versioned`: an uncompressed ``.npz`` (no pickles) whose ``meta``
+entry is a JSON object with a ``format`` tag and a ``version``, written atomically. Every
+way such a file can be wrong (missing, truncated, empty, damaged, another program's
+``.npz``, another fastseg format or version, arrays that disagree with the metadata) ends
+in a :class:`ValueError` naming the file and the problem.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from fastseg._files import save_npz
+
 #: Version of the ``.npz`` layout written by :meth:`Counts.save`.
 FORMAT_VERSION = 1
+_FORMAT = "fastseg.counts"
+#: First bytes of a zip archive (an ``.npz``): a local file header, or an empty archive.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def save_versioned(
+    path: str | os.PathLike[str],
+    fmt: str,
+    version: int,
+    meta: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+) -> Path:
+    """Write `arrays` and a ``meta`` JSON entry tagged `fmt` / `version`, atomically.
+
+    The file is an uncompressed ``.npz`` at exactly `path` (no suffix added); ``meta``
+    holds ``{"format": fmt, "version": version, **meta}``. Returns the path.
+    """
+    if "meta" in arrays:
+        raise ValueError("'meta' is reserved for the metadata entry")
+    header = {"format": fmt, "version": version, **meta}
+    return save_npz(path, {**arrays, "meta": np.array(json.dumps(header))})
+
+
+def check_format(
+    where: str | os.PathLike[str],
+    meta: Any,
+    fmt: str,
+    versions: Collection[int],
+    what: str,
+    *,
+    hint: str = "",
+) -> dict[str, Any]:
+    """`meta` if it is a JSON object tagged `fmt` with one of `versions`, else a ValueError.
+
+    `where` names the file in messages, `what` the kind of file ("accumulator");
+    `hint` is added to the message about an unsupported version.
+    """
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{os.fspath(where)} is not a fastseg {what} file: its metadata is "
+            f"{type(meta).__name__}, not a JSON object"
+        )
+    tag = meta.get("format")
+    if tag != fmt:
+        found = "no format tag" if tag is None else f"format {tag!r}"
+        raise ValueError(
+            f"{os.fspath(where)} is not a fastseg {what} file: unsupported {what} format "
+            f"({found}; expected {fmt!r})"
+        )
+    version = meta.get("version")
+    if isinstance(version, bool) or version not in versions:
+        readable = ", ".join(str(v) for v in sorted(versions))
+        newer = (
+            isinstance(version, int)
+            and not isinstance(version, bool)
+            and version > max(versions)
+        )
+        why = "; it was written by a newer fastseg: upgrade fastseg to read it" if newer else ""
+        raise ValueError(
+            f"{os.fspath(where)} has unsupported {what} format version {version!r}; this "
+            f"fastseg reads version {readable}{why}{hint}"
+        )
+    return meta
+
+
+def _damaged(path: str, what: str, reason: str) -> ValueError:
+    return ValueError(
+        f"{path} is not a readable fastseg {what} file ({reason}): it is truncated or "
+        f"damaged, or is not a fastseg {what} file at all"
+    )
+
+
+def corrupt_file(path: str | os.PathLike[str], what: str, detail: str) -> ValueError:
+    """The error for a readable fastseg file whose content disagrees with itself."""
+    return ValueError(f"{os.fspath(path)} is a corrupt fastseg {what} file: {detail}")
+
+
+def load_versioned(
+    path: str | os.PathLike[str],
+    fmt: str,
+    versions: Collection[int],
+    *,
+    what: str,
+    hint: str = "",
+    arrays: bool = True,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a file written by :func:`save_versioned`: its metadata and its arrays.
+
+    Parameters
+    ----------
+    path : path
+    fmt : str
+        The format tag the file must carry.
+    versions : collection of int
+        The versions this reader understands.
+    what : str
+        The kind of file, for messages ("accumulator", "counts", "checkpoint block").
+    hint : str, optional
+        Added to the message about an unsupported version.
+    arrays : bool, default True
+        False reads the metadata only (and returns no arrays).
+
+    Returns
+    -------
+    meta : dict
+        The ``meta`` JSON object (with ``format`` and ``version``).
+    arrays : dict of str to ndarray
+        Every other entry.
+
+    Raises
+    ------
+    ValueError
+        Naming `path` and the problem: it cannot be read (missing, a folder, no
+        permission), is empty, truncated or damaged, is not an ``.npz``, is another
+        program's ``.npz`` (no fastseg metadata), carries another format tag or an
+        unsupported version.
+    """
+    shown = os.fspath(path)
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed below, after every array is read
+    except OSError as exc:
+        raise ValueError(
+            f"{shown} is not a fastseg {what} file: it cannot be read "
+            f"({exc.strerror or exc})"
+        ) from exc
+    with file:
+        return _read_versioned(file, shown, fmt, versions, what, hint, arrays)
+
+
+def _read_versioned(
+    file: Any,
+    shown: str,
+    fmt: str,
+    versions: Collection[int],
+    what: str,
+    hint: str,
+    with_arrays: bool,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    try:
+        head = file.read(4)
+        file.seek(0)
+    except OSError as exc:  # e.g. a folder
+        raise ValueError(
+            f"{shown} is not a fastseg {what} file: it cannot be read ({exc.strerror or exc})"
+        ) from exc
+    if not head:
+        raise _damaged(shown, what, "the file is empty")
+    if head not in _ZIP_MAGIC:
+        raise _damaged(shown, what, "not an .npz (zip) archive")
+    try:
+        npz = np.load(file, allow_pickle=False)
+    except Exception as exc:  # BadZipFile, EOFError, zlib.error, ValueError, ...
+        raise _damaged(shown, what, f"{type(exc).__name__}: {exc}") from exc
+    with npz:
+        names = list(npz.files)
+        if "meta" not in names:
+            held = ", ".join(names[:10]) or "nothing"
+            raise ValueError(
+                f"{shown} is not a fastseg {what} file: it has no 'meta' entry "
+                f"(an .npz holding {held})"
+            )
+
+        def read(name: str) -> np.ndarray:
+            try:
+                return npz[name]
+            except Exception as exc:  # CRC errors, bad headers, object arrays, ...
+                raise _damaged(
+                    shown, what, f"entry {name!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+
+        raw = read("meta")
+        try:
+            if raw.ndim != 0 or raw.dtype.kind != "U":
+                raise ValueError(f"a {raw.dtype} array of shape {raw.shape}, not a JSON string")
+            meta = json.loads(str(raw))
+        except ValueError as exc:
+            raise ValueError(
+                f"{shown} is not a fastseg {what} file: its 'meta' entry is not fastseg "
+                f"metadata ({exc})"
+            ) from exc
+        meta = check_format(shown, meta, fmt, versions, what, hint=hint)
+        wanted = names if with_arrays else []
+        arrays = {name: read(name) for name in wanted if name != "meta"}
+    return meta, arrays
+
+
+def counts_from_arrays(
+    path: str | os.PathLike[str],
+    what: str,
+    arrays: Mapping[str, np.ndarray],
+    ignored: Any,
+    *,
+    soft: bool | None = None,
+    strict: bool = False,
+) -> Counts:
+    """The :class:`Counts` held by a loaded file's arrays, checked.
+
+    `soft` None infers hard or soft from the arrays' dtype. With `strict`, hard counts
+    must be int64 with an int64 confusion matrix and soft sums float64 without one (the
+    layout fastseg's own accumulators and checkpoint blocks write); otherwise any
+    integer (hard) or float (soft) dtype is accepted and the confusion matrix is optional.
+
+    Raises
+    ------
+    ValueError
+        Naming `path` and what disagrees (:func:`corrupt_file`).
+    """
+    absent = [k for k in ("tp", "pred", "true") if k not in arrays]
+    if absent:
+        raise corrupt_file(path, what, f"array(s) {', '.join(absent)} missing")
+    tp, pred, true = arrays["tp"], arrays["pred"], arrays["true"]
+    confusion = arrays.get("confusion")
+    if soft is None:
+        soft = tp.dtype.kind == "f"
+    kind = "soft" if soft else "hard"
+    for name, a in (("tp", tp), ("pred", pred), ("true", true)):
+        if strict:
+            ok = a.dtype == (np.float64 if soft else np.int64)
+        else:
+            ok = a.dtype.kind in ("f" if soft else "iu") and a.dtype == tp.dtype
+        if not ok:
+            raise corrupt_file(path, what, f"{kind} counts with {name} of dtype {a.dtype}")
+    if confusion is not None:
+        if soft and strict:
+            raise corrupt_file(path, what, "soft sums with a confusion matrix")
+        if confusion.dtype.kind not in "iu" or (strict and confusion.dtype != np.int64):
+            raise corrupt_file(path, what, f"confusion matrix of dtype {confusion.dtype}")
+    elif strict and not soft:
+        raise corrupt_file(path, what, "hard counts without their confusion matrix")
+    if isinstance(ignored, bool) or not isinstance(ignored, int) or ignored < 0:
+        raise corrupt_file(path, what, f"ignored pixels {ignored!r} is not a count")
+    try:
+        return Counts(tp, pred, true, confusion, ignored)
+    except ValueError as exc:
+        raise corrupt_file(path, what, str(exc)) from exc
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,30 +372,32 @@ class Counts:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def save(self, path: str | Path) -> None:
-        """Write the counts to an ``.npz`` file (format :data:`FORMAT_VERSION`)."""
-        meta = {"format": "fastseg.counts", "version": FORMAT_VERSION, "ignored": self.ignored}
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the counts to an ``.npz`` file at `path`, atomically.
+
+        Format (version :data:`FORMAT_VERSION`, :func:`save_versioned`): arrays ``tp``,
+        ``pred``, ``true`` and, when there is one, ``confusion``; ``meta`` holds
+        ``format: "fastseg.counts"``, ``version``, ``ignored`` and ``soft``. No suffix is
+        added to `path`.
+        """
         arrays: dict[str, np.ndarray] = {"tp": self.tp, "pred": self.pred, "true": self.true}
         if self.confusion is not None:
             arrays["confusion"] = self.confusion
-        arrays["meta"] = np.array(json.dumps(meta))
-        np.savez(path, **arrays)  # type: ignore[arg-type]
+        meta = {"ignored": int(self.ignored), "soft": self.soft}
+        save_versioned(path, _FORMAT, FORMAT_VERSION, meta, arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> Counts:
-        """Read counts written by :meth:`save`, refusing other files with a clear error."""
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                meta = json.loads(str(f["meta"]))
-                arrays = {k: f[k] for k in f.files if k != "meta"}
-        except (OSError, ValueError, KeyError) as exc:
-            raise ValueError(f"{path} is not a fastseg counts file: {exc}") from exc
-        if meta.get("format") != "fastseg.counts" or meta.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported counts format {meta!r}")
-        return cls(
-            arrays["tp"],
-            arrays["pred"],
-            arrays["true"],
-            arrays.get("confusion"),
-            int(meta["ignored"]),
-        )
+    def load(cls, path: str | os.PathLike[str]) -> Counts:
+        """Read counts written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            Naming the file and the problem, for a missing, damaged or foreign file,
+            another format version, or arrays that disagree with the metadata.
+        """
+        meta, arrays = load_versioned(path, _FORMAT, (FORMAT_VERSION,), what="counts")
+        soft = meta.get("soft")  # absent from files written before fastseg recorded it
+        if soft is not None and not isinstance(soft, bool):
+            raise corrupt_file(path, "counts", f"soft is {soft!r}, not true or false")
+        return counts_from_arrays(path, "counts", arrays, meta.get("ignored"), soft=soft)

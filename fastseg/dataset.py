@@ -16,15 +16,19 @@ import contextlib
 import itertools
 import logging
 import os
-import sys
-from collections.abc import Iterator, Sequence
+import socket
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from fastseg import progress as progress_
 from fastseg.checkpoint import BlockCounts, Checkpoint, load_block, merge_blocks, save_block
 from fastseg.counts import Counts
+from fastseg.policy import Policy, resolve_policy
+from fastseg.report import Report
 from fastseg.stores import Source, chunk_region, iter_block_indices, missing_chunks, open_source
 
 log = logging.getLogger("fastseg")
@@ -34,10 +38,20 @@ FAN_IN = 16
 MISSING_POLICIES = ("error", "skip", "fill")
 #: Dask's own schedulers, by name; anything else is a distributed Client or address.
 LOCAL_SCHEDULERS = ("threads", "sync", "synchronous")
+#: Seconds to wait for a distributed scheduler to answer before giving up.
+CONNECT_TIMEOUT = 5.0
+#: Seconds the kernel warm-up may take before the one-time compile is announced.
+COMPILE_NOTICE_AFTER = 0.5
+#: Default of ``ignore_index``: the truth store's ``ignore_index`` attribute, else none.
+FROM_STORE: Literal["store"] = "store"
 
 
 class MissingChunksError(ValueError):
     """Chunks the arrays' shapes imply are absent from the store."""
+
+
+class SchedulerConnectionError(ConnectionError):
+    """No distributed scheduler answered at the address given."""
 
 
 @dataclass
@@ -54,7 +68,29 @@ class Plan:
     meta : dict
         Facts for the report: sources, block counts, resumed and skipped blocks.
     class_names : list of str or None
-        From the stores' attributes, when they hold them.
+        Given, or from the stores' ``class_names`` attribute.
+    policy : Policy
+        The report's policy: the preset with its overrides, exclusions resolved against
+        the classes (indices and ``'last'`` only).
+    preset : str or None
+        The preset's name.
+    options : dict
+        The reading options every block is counted with (``num_classes``,
+        ``class_axis``, ``ignore_index``, ``soft``, ...), store defaults applied.
+    parts : list of dask.delayed.Delayed
+        One task per block (counted, or loaded from the checkpoint), in block order;
+        `root` merges them by a fixed tree of :data:`FAN_IN`.
+    counting : frozenset
+        Keys of the parts that count a block (not loaded from a checkpoint).
+    example : tuple of ndarray
+        Tiny prediction and truth made like the blocks (dtypes, kinds, class axis,
+        C order), to compile the kernel before the run.
+    kinds : tuple of str
+        Kinds of the prediction and the truth (``'scores'`` or ``'labels'``).
+    class_axis : int or None
+        The normalised class axis of the score inputs.
+    checkpoint : Checkpoint or None
+        The checkpoint directory the blocks are saved to.
     """
 
     root: Any
@@ -63,10 +99,21 @@ class Plan:
     soft: bool
     meta: dict[str, Any] = field(default_factory=dict)
     class_names: list[str] | None = None
+    policy: Policy = field(default_factory=Policy)
+    preset: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    parts: list[Any] = field(default_factory=list)
+    counting: frozenset[Any] = frozenset()
+    example: tuple[np.ndarray, np.ndarray] | None = None
+    kinds: tuple[str, str] = ("scores", "labels")
+    class_axis: int | None = None
+    checkpoint: Checkpoint | None = None
 
 
-def _kinds(pred: Source, true: Source, options: dict[str, Any]) -> tuple[str, str, int, int | None]:
-    """Kinds of both inputs, N and the normalised class axis, decided without reading data."""
+def _kinds(
+    pred: Source, true: Source, options: dict[str, Any]
+) -> tuple[str, str, int, int | None, int | None]:
+    """Kinds of both inputs, N, the normalised class axis and its length, without reading."""
     from fastseg.inputs import prepare
 
     dummy_pred = np.broadcast_to(np.zeros((), pred.array.dtype), pred.array.shape)
@@ -76,7 +123,7 @@ def _kinds(pred: Source, true: Source, options: dict[str, Any]) -> tuple[str, st
     if "scores" in (prep.pred_kind, prep.true_kind):
         ndim = pred.array.ndim if prep.pred_kind == "scores" else true.array.ndim
         axis = (-1 if options["class_axis"] is None else int(options["class_axis"])) % ndim
-    return prep.pred_kind, prep.true_kind, prep.num_classes, axis
+    return prep.pred_kind, prep.true_kind, prep.num_classes, axis, prep.channels
 
 
 def _whole_class_axis(source: Source, axis: int) -> Any:
@@ -156,11 +203,15 @@ def _missing(
 
 def _describe_missing(found: dict[str, list[tuple[int, ...]]], sources: dict[str, Source]) -> str:
     parts = []
+    sharded = {name: getattr(src.zarr_array, "shards", None) is not None
+               for name, src in sources.items()}  # fmt: skip
     for name, coords in found.items():
         shown = ", ".join(str(c) for c in coords[:10])
         more = f" and {len(coords) - 10} more" if len(coords) > 10 else ""
         parts.append(
-            f"{name} ({sources[name].description}) lacks {len(coords)} chunk(s): {shown}{more}"
+            f"{name} ({sources[name].description}) lacks {len(coords)} "
+            f"{'shard(s), or shards missing an inner chunk' if sharded[name] else 'chunk(s)'}: "
+            f"{shown}{more}"
         )
     return "; ".join(parts)
 
@@ -206,15 +257,20 @@ def _count_block(
 def _fingerprint(
     pred: Source, true: Source, pred_chunks: tuple, options: dict[str, Any]
 ) -> dict[str, Any]:
+    """What a checkpoint's blocks depend on: the inputs and every reading option.
+
+    Stores are identified by their resolved location (``./data.zarr``, ``data.zarr`` and
+    its absolute path are one store), not by the string typed.
+    """
     return {
-        "pred": pred.description,
-        "true": true.description,
+        "pred": pred.description if pred.location is None else pred.location,
+        "true": true.description if true.location is None else true.location,
         "pred_shape": list(pred.array.shape),
         "true_shape": list(true.array.shape),
         "pred_dtype": str(pred.array.dtype),
         "true_dtype": str(true.array.dtype),
         "blocks": [list(c) for c in pred_chunks],
-        **{k: options[k] for k in ("num_classes", "class_axis", "ignore_index", "soft")},
+        **{k: options[k] for k in sorted(options)},
     }
 
 
@@ -224,24 +280,42 @@ def plan(
     *,
     num_classes: int | None = None,
     class_axis: int | None = None,
-    ignore_index: int | None = None,
+    ignore_index: int | Literal["store"] | None = FROM_STORE,
     soft: bool = False,
+    threshold: float | None = None,
+    spatial_dims: int | None = None,
     pred_array: str | None = None,
     true_array: str | None = None,
+    class_names: Sequence[str] | None = None,
     missing: str = "error",
     checkpoint: str | os.PathLike[str] | None = None,
     kernel_threads: int = 1,
     storage_options: dict[str, Any] | None = None,
+    preset: str | None = None,
+    aggregation: str | None = None,
+    empty: str | float | None = None,
+    presence: str | None = None,
+    exclude: Sequence[int | str] | None = None,
+    smooth: float | None = None,
 ) -> Plan:
-    """Check both inputs and build the lazy evaluation; nothing is computed.
+    """Check both inputs and every option, and build the lazy evaluation; nothing is computed.
 
     Parameters are those of :func:`evaluate`; `kernel_threads` is the Numba thread count
-    each block task may use.
+    each block task may use. The store-attribute defaults are applied, the class names
+    checked and the report's policy resolved (preset, overrides, exclusions against the
+    classes) here, before anything is written to `checkpoint`.
     """
     import dask
 
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}; got {missing!r}")
+    policy = resolve_policy(
+        preset, aggregation=aggregation, empty=empty, presence=presence, exclude=exclude,
+        smooth=smooth)  # fmt: skip
+    if class_names is not None and (
+        isinstance(class_names, str) or not all(isinstance(x, str) for x in class_names)
+    ):
+        raise TypeError(f"class_names must be a sequence of str; got {class_names!r}")
     p_src = open_source(pred, "pred", pred_array, storage_options)
     t_src = open_source(true, "true", true_array, storage_options)
     options = {
@@ -249,14 +323,24 @@ def plan(
         "class_axis": class_axis,
         "ignore_index": ignore_index,
         "soft": soft,
+        "threshold": threshold,
+        "spatial_dims": spatial_dims,
     }
-    pred_kind, true_kind, n, axis = _kinds(p_src, t_src, options)
+    from_store = _store_defaults(options, p_src, t_src)
+    try:
+        pred_kind, true_kind, n, axis, channels = _kinds(p_src, t_src, options)
+    except ValueError as exc:
+        if not from_store:
+            raise
+        raise ValueError(f"{exc} ({from_store})") from exc
+    names = _class_names(class_names, p_src, t_src, n)
+    policy = policy.resolved(n, names)
 
     p_arr, t_arr = p_src.array, t_src.array
     if axis is not None:
         p_arr = _whole_class_axis(p_src, axis) if pred_kind == "scores" else p_arr
         t_arr = _whole_class_axis(t_src, axis) if true_kind == "scores" else t_arr
-    wanted = _truth_chunks(p_arr.chunks, pred_kind, true_kind, axis, n)
+    wanted = _truth_chunks(p_arr.chunks, pred_kind, true_kind, axis, channels or n)
     if t_arr.chunks != wanted:
         t_arr = t_arr.rechunk(wanted)
 
@@ -277,40 +361,45 @@ def plan(
     done: set[tuple[int, ...]] = set()
     if checkpoint is not None:
         ckpt = Checkpoint(checkpoint, _fingerprint(p_src, t_src, p_arr.chunks, options))
-        done = ckpt.done()
+        done = ckpt.done(p_arr.numblocks)
 
     p_blocks = p_arr.to_delayed()
     t_blocks = t_arr.to_delayed()
     starts = np.cumsum((0, *p_arr.chunks[0])).tolist()
     parts = []
+    counting = set()
     resumed = 0
     for block in iter_block_indices(p_arr.numblocks):
         if block in skipped:
             continue
         if block in done:
             assert ckpt is not None
-            parts.append(dask.delayed(load_block)(ckpt.path(block)))
+            parts.append(
+                dask.delayed(load_block)(
+                    ckpt.block_file(block),
+                    b0=starts[block[0]],
+                    rows=p_arr.chunks[0][block[0]],
+                    num_classes=n,
+                    soft=soft,
+                )
+            )
             resumed += 1
             continue
         t_index = _convert_index(block, pred_kind, true_kind, axis)
         t_index = tuple(0 if i is None else i for i in t_index)
-        save_to = None if ckpt is None else ckpt.path(block)
-        parts.append(
-            dask.delayed(_count_block, pure=True)(
-                p_blocks[block],
-                t_blocks[t_index],
-                block,
-                starts[block[0]],
-                options,
-                kernel_threads,
-                save_to,
-            )
+        save_to = None if ckpt is None else ckpt.block_file(block)
+        task = dask.delayed(_count_block, pure=True)(
+            p_blocks[block],
+            t_blocks[t_index],
+            block,
+            starts[block[0]],
+            options,
+            kernel_threads,
+            save_to,
         )
-    while len(parts) > 1:
-        parts = [
-            dask.delayed(merge_blocks, pure=True)(parts[i : i + FAN_IN])
-            for i in range(0, len(parts), FAN_IN)
-        ]
+        parts.append(task)
+        counting.add(task.key)
+    root = _merge_tree(parts, lambda group: dask.delayed(merge_blocks, pure=True)(group))
 
     n_blocks = int(np.prod(p_arr.numblocks))
     meta: dict[str, Any] = {
@@ -326,42 +415,259 @@ def plan(
     if skipped:
         meta["skipped_blocks"] = sorted(list(b) for b in skipped)
         meta["complete"] = False
-    names = p_src.attrs.get("class_names") or t_src.attrs.get("class_names")
-    class_names = [str(x) for x in names] if names and len(names) == n else None
-    return Plan(parts[0] if parts else None, int(p_arr.shape[0]), n, soft, meta, class_names)
+    return Plan(
+        root, int(p_arr.shape[0]), n, soft, meta, names, policy=policy, preset=preset,
+        options=options, parts=parts, counting=frozenset(counting),
+        example=(_example(p_src, pred_kind, axis), _example(t_src, true_kind, axis)),
+        kinds=(pred_kind, true_kind), class_axis=axis, checkpoint=ckpt)  # fmt: skip
 
 
-def _compute(root: Any, scheduler: Any, workers: int, progress: bool) -> BlockCounts:
-    """Run the graph on the threaded scheduler, a named local one, or a distributed client."""
+def _merge_tree(parts: list[Any], merge: Callable[[list[Any]], Any]) -> Any:
+    """The fixed reduction tree: `merge` of :data:`FAN_IN` consecutive parts, level by level.
+
+    The same tree whatever runs it (Dask's local schedulers, distributed futures), so the
+    merged counts are bit-identical. None when there is no part.
+    """
+    while len(parts) > 1:
+        parts = [merge(parts[i : i + FAN_IN]) for i in range(0, len(parts), FAN_IN)]
+    return parts[0] if parts else None
+
+
+def _attr_int(source: Source, key: str) -> tuple[bool, int | None]:
+    """Whether `source` has the attribute `key`, and its value as an int (or None)."""
+    if key not in source.attrs:
+        return False, None
+    value = source.attrs[key]
+    if value is None:
+        return True, None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        which = "truth" if source.name == "true" else "prediction"
+        raise ValueError(
+            f"the {which} store's {key} attribute is {value!r}, not an integer; "
+            f"pass {key}=K to override it"
+        )
+    return True, int(value)
+
+
+def _store_defaults(options: dict[str, Any], pred: Source, true: Source) -> str:
+    """Fill the options left to the stores from their attributes; say which were taken.
+
+    ``ignore_index`` (when :data:`FROM_STORE`) from the truth store; ``num_classes``
+    (when None) from the truth store, else the prediction store; ``class_axis`` (when
+    None) from the prediction store, else the truth store.
+    """
+    taken = []
+    if options["ignore_index"] == FROM_STORE:
+        has, value = _attr_int(true, "ignore_index")
+        options["ignore_index"] = value
+        if has:
+            log.info("ignore index %s, from the truth store's attributes", value)
+            taken.append(f"ignore_index={value} from the truth store's attributes")
+    for key, sources, where in (
+        ("num_classes", (true, pred), ("truth", "prediction")),
+        ("class_axis", (pred, true), ("prediction", "truth")),
+    ):
+        if options[key] is not None:
+            continue
+        for source, name in zip(sources, where, strict=True):
+            has, value = _attr_int(source, key)
+            if has and value is not None:
+                options[key] = value
+                log.info("%s %s, from the %s store's attributes", key.replace("_", " "),
+                         value, name)  # fmt: skip
+                taken.append(f"{key}={value} from the {name} store's attributes")
+                break
+    return "; ".join(taken)
+
+
+def _class_names(
+    given: Sequence[str] | None, pred: Source, true: Source, n: int
+) -> list[str] | None:
+    """Class names given (must be N), else the stores' ``class_names`` attribute (if N)."""
+    if given is not None:
+        if len(given) != n:
+            raise ValueError(f"class_names has {len(given)} entries for {n} classes")
+        return [str(x) for x in given]
+    for source in (pred, true):
+        names = source.attrs.get("class_names")
+        if not names:
+            continue
+        if isinstance(names, str) or len(names) != n:
+            log.warning(
+                "the %s store's class_names attribute (%d entries) does not fit its %d "
+                "classes; classes are named by their index", source.name,
+                1 if isinstance(names, str) else len(names), n)  # fmt: skip
+            continue
+        return [str(x) for x in names]
+    return None
+
+
+def _example(source: Source, kind: str, axis: int | None) -> np.ndarray:
+    """A tiny zero array made like the blocks of `source`: dtype, ndim, class axis, C order."""
+    shape = [1] + [2] * (source.array.ndim - 1)
+    if kind == "scores" and axis is not None:
+        shape[axis] = int(source.array.shape[axis])
+    return np.zeros(shape, source.array.dtype)
+
+
+def _compute(p: Plan, scheduler: Any, workers: int, progress: bool) -> BlockCounts:
+    """Run the plan on the threaded scheduler, a named local one, or a distributed client.
+
+    With `progress`, one :class:`fastseg.progress.Progress` counts the finished block
+    tasks, whichever runs them: a Dask callback on the local schedulers, the block
+    futures as they complete on a cluster. Either way the counts are merged by the
+    plan's fixed tree.
+    """
     import dask
 
-    if scheduler is None or scheduler in LOCAL_SCHEDULERS:
-        import dask.threaded
+    reporter = progress_.Progress(len(p.counting)) if progress and p.counting else None
+    with reporter if reporter is not None else contextlib.nullcontext():
+        if scheduler is None or isinstance(scheduler, str):
+            import dask.threaded
 
-        bar: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if progress:
-            from dask.diagnostics import ProgressBar
+            ticks: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+            if reporter is not None:
+                from dask.callbacks import Callback
 
-            bar = ProgressBar(minimum=1.0, out=sys.stderr)
-        with bar:
-            # The scheduler's function, not its name: a name makes Dask import distributed
-            # to look for a running client (0.3 s of a CLI's cold start, measured).
-            get = dask.get if scheduler in ("sync", "synchronous") else dask.threaded.get
-            (result,) = dask.compute(root, scheduler=get, num_workers=workers)
-        return result
-    from distributed import Client
-    from distributed import progress as distributed_progress
+                def tick(key: Any, *_: Any) -> None:
+                    if key in p.counting:
+                        reporter.update()
 
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+                ticks = Callback(posttask=tick)
+            with ticks:
+                # The scheduler's function, not its name: a name makes Dask import
+                # distributed to look for a running client (0.3 s of a CLI's cold start).
+                get = dask.get if scheduler in ("sync", "synchronous") else dask.threaded.get
+                (result,) = dask.compute(p.root, scheduler=get, num_workers=workers)
+            return result
+        return _compute_distributed(p, scheduler, reporter)
+
+
+def _compute_distributed(p: Plan, client: Any, reporter: progress_.Progress | None) -> Any:
+    """The plan on a distributed client: block futures, ticked as they finish, tree-merged."""
+    from distributed import as_completed
+
+    futures = client.compute(p.parts)
+    finished = as_completed(futures) if reporter is not None else None
+    root = _merge_tree(futures, lambda group: client.submit(merge_blocks, group))
+    del futures  # block results are released as soon as their merge has run
+    if finished is not None and reporter is not None:
+        for future in finished:
+            if future.status == "error":
+                break  # root.result() raises it
+            if future.key in p.counting:
+                reporter.update()
+    return root.result()
+
+
+def _connect(scheduler: Any) -> tuple[Any, bool]:
+    """A distributed client for `scheduler` and whether it was made here (to close it).
+
+    An address is probed first (TCP) and the client given :data:`CONNECT_TIMEOUT`: an
+    address nobody answers at fails in seconds, not after Dask's 30 s.
+    """
     try:
-        future = client.compute(root)
-        if progress:
-            with contextlib.redirect_stdout(sys.stderr):
-                distributed_progress(future)
-        return future.result()
-    finally:
-        if client is not scheduler:
-            client.close()
+        from distributed import Client
+        from distributed.comm.addressing import parse_address, parse_host_port
+    except ImportError as exc:
+        raise ImportError(
+            f"scheduler={scheduler!r} needs dask.distributed; install the distributed extra: "
+            "pip install 'fastseg[distributed]'"
+        ) from exc
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    if not isinstance(scheduler, str):
+        raise TypeError(
+            f"scheduler must be None, one of {LOCAL_SCHEDULERS}, a scheduler address or a "
+            f"distributed.Client; got {type(scheduler).__name__}"
+        )
+    try:
+        protocol, location = parse_address(scheduler)
+        if protocol == "tcp":
+            host, port = parse_host_port(location)
+            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
+                pass
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except ValueError as exc:
+        raise ValueError(f"scheduler={scheduler!r} is not a scheduler address: {exc}") from exc
+    except (OSError, TimeoutError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SchedulerConnectionError(
+            f"scheduler={scheduler!r}: no Dask scheduler answered within "
+            f"{CONNECT_TIMEOUT:g} s ({reason})"
+        ) from exc
+    return client, True
+
+
+def _check_workers(workers: Any) -> int:
+    """`workers` as a count of threads (None: every core), refusing anything below 1."""
+    if workers is None:
+        return os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int | np.integer):
+        raise TypeError(f"workers={workers!r}: the number of threads must be an integer")
+    if workers < 1:
+        raise ValueError(f"workers={workers}: the local scheduler needs at least 1 thread")
+    return int(workers)
+
+
+def _describe(array: np.ndarray, kind: str, axis: int | None) -> str:
+    if kind != "scores":
+        return f"{array.dtype} label maps"
+    if axis == array.ndim - 1:
+        layout = "channels-last"
+    elif axis == 1:
+        layout = "channels-first"
+    else:
+        layout = f"class-axis-{axis}"
+    return f"{array.dtype} {layout} scores"
+
+
+def _warm_up(p: Plan, announce: bool, wait: float = COMPILE_NOTICE_AFTER) -> None:
+    """Compile the block kernel before the run, on a tiny input made like the blocks.
+
+    Numba compiles a kernel once per input type, then loads it from its disk cache (which
+    alone can take a second). When a real compile (Numba's ``numba:compile`` event, not
+    a cache load) has run for `wait` seconds, it is announced on stderr (if `announce`)
+    instead of the progress sitting still. Errors are left to the blocks, which report
+    them with their position.
+    """
+    if p.example is None:
+        return
+    from numba.core import event as numba_event
+
+    from fastseg.counting import count_prepared
+    from fastseg.inputs import prepare
+
+    pred, true = p.example
+    compiling = threading.Event()
+
+    class Compiling(numba_event.Listener):
+        def on_start(self, event: Any) -> None:
+            compiling.set()
+
+        def on_end(self, event: Any) -> None:
+            pass
+
+    def run() -> None:
+        try:
+            count_prepared(prepare(true, pred, **p.options), soft=p.options["soft"])
+        except Exception as exc:  # the blocks raise it again, naming themselves
+            log.debug("kernel warm-up failed: %s", exc)
+
+    thread = threading.Thread(target=run, name="fastseg-compile", daemon=True)
+    with numba_event.install_listener("numba:compile", Compiling()):
+        thread.start()
+        while thread.is_alive() and not compiling.is_set():
+            thread.join(0.02)
+        thread.join(wait)
+    if thread.is_alive():
+        if announce:
+            what = " and ".join(
+                _describe(a, k, p.class_axis) for a, k in zip(p.example, p.kinds, strict=True)
+            )
+            soft = "soft " if p.soft else ""
+            progress_.note(f"compiling {soft}kernels for {what} (once, ~10 s; cached afterwards)")
+        thread.join()
 
 
 def evaluate(
@@ -370,8 +676,10 @@ def evaluate(
     *,
     num_classes: int | None = None,
     class_axis: int | None = None,
-    ignore_index: int | None = None,
+    ignore_index: int | Literal["store"] | None = FROM_STORE,
     soft: bool = False,
+    threshold: float | None = None,
+    spatial_dims: int | None = None,
     pred_array: str | None = None,
     true_array: str | None = None,
     class_names: Sequence[str] | None = None,
@@ -383,8 +691,12 @@ def evaluate(
     progress: bool = True,
     storage_options: dict[str, Any] | None = None,
     preset: str | None = None,
-    **policies: Any,
-) -> Any:
+    aggregation: str | None = None,
+    empty: str | float | None = None,
+    presence: str | None = None,
+    exclude: Sequence[int | str] | None = None,
+    smooth: float | None = None,
+) -> Report:
     """Evaluate predictions against truth chunk by chunk, in bounded memory.
 
     Parameters
@@ -393,12 +705,21 @@ def evaluate(
         Scores or label maps (the kinds of :func:`fastseg.counts`): a Zarr path or URL
         (directory, ``.zip``, any fsspec URL; Zarr v2 or v3), an opened Zarr array or
         group, a Dask array or a NumPy array.
-    num_classes, class_axis, ignore_index, soft
-        As for :func:`fastseg.counts`.
+    num_classes, class_axis, soft
+        As for :func:`fastseg.counts`. When None, `num_classes` is the truth store's
+        ``num_classes`` attribute (else the prediction store's) and `class_axis` the
+        prediction store's ``class_axis`` attribute (else the truth store's), when they
+        have one.
+    threshold, spatial_dims : optional
+        As for :func:`fastseg.counts`: one-channel scores need `threshold`; images have
+        at least two spatial axes unless `spatial_dims` says otherwise.
+    ignore_index : int, None or 'store', default 'store'
+        Truth label whose pixels are skipped. ``'store'``: the truth store's
+        ``ignore_index`` attribute, else none; None: no label is skipped.
     pred_array, true_array : str, optional
         Array paths inside a group (default ``"pred"`` / ``"true"``, or the only array).
     class_names : sequence of str, optional
-        Default: the stores' ``class_names`` attribute, if any.
+        N names. Default: the stores' ``class_names`` attribute, if it has N entries.
     per_image : bool, default True
         Keep per-image counts (for per-image metrics, ``worst`` and bootstrap intervals).
     missing : {'error', 'skip', 'fill'}
@@ -409,16 +730,19 @@ def evaluate(
         None: Dask's threaded scheduler on `workers` threads (default: all cores).
         A dask.distributed ``Client`` or scheduler address runs on that cluster.
     workers : int, optional
-        Threads of the local scheduler.
+        Threads of the local scheduler, at least 1.
     checkpoint : path, optional
         Directory where each finished block's counts are saved; a run started again
         with the same inputs and options counts only the blocks not saved yet.
     progress : bool, default True
-        Show a progress bar (on stderr) for work longer than a second.
+        Report progress on stderr for work longer than a second (see
+        :mod:`fastseg.progress`: a live bar in a terminal, a plain line every few percent
+        or 30 s otherwise), and announce a one-time kernel compile. False: print nothing.
     storage_options : dict, optional
         fsspec options for remote URLs.
-    preset, **policies
-        Report conventions, as for :meth:`fastseg.Accumulator.compute`.
+    preset, aggregation, empty, presence, exclude, smooth
+        Report conventions, as for :class:`fastseg.report.Report`; `exclude` also takes
+        class names (see :func:`fastseg.policy.resolve_exclusions`).
 
     Returns
     -------
@@ -429,41 +753,73 @@ def evaluate(
     Raises
     ------
     ValueError, TypeError
-        Before any compute, for inputs that do not fit or cannot be evaluated;
-        :class:`MissingChunksError` for absent chunks. During the compute, a bad label or
+        Before any compute, for inputs that do not fit or cannot be evaluated, and for
+        any bad option (preset, policy fields, exclusions, class names, workers);
+        :class:`MissingChunksError` for absent chunks; :class:`SchedulerConnectionError`
+        when no scheduler answers at the address given. During the compute, a bad label or
         NaN names its block; :class:`~fastseg.stores.ChunkReadError` names a chunk that
         failed to decode.
     """
     from fastseg.stream import Accumulator
 
     cores = os.cpu_count() or 1
-    workers = workers or cores
-    local = scheduler is None or scheduler in LOCAL_SCHEDULERS
+    workers = _check_workers(workers)
+    local = scheduler is None or (isinstance(scheduler, str) and scheduler in LOCAL_SCHEDULERS)
     threads = max(1, cores // workers) if local else 1
-    p = plan(
-        pred,
-        true,
-        num_classes=num_classes,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        soft=soft,
-        pred_array=pred_array,
-        true_array=true_array,
-        missing=missing,
-        checkpoint=checkpoint,
-        kernel_threads=threads,
-        storage_options=storage_options,
-    )
-    if p.root is None:
-        raise ValueError("every block was skipped: nothing left to evaluate")
-    merged = _compute(p.root, scheduler, workers, progress)
+    client, own_client = (scheduler, False) if local else _connect(scheduler)
+    try:
+        p = plan(
+            pred,
+            true,
+            num_classes=num_classes,
+            class_axis=class_axis,
+            ignore_index=ignore_index,
+            soft=soft,
+            threshold=threshold,
+            spatial_dims=spatial_dims,
+            pred_array=pred_array,
+            true_array=true_array,
+            class_names=class_names,
+            missing=missing,
+            checkpoint=checkpoint,
+            kernel_threads=threads,
+            storage_options=storage_options,
+            preset=preset,
+            aggregation=aggregation,
+            empty=empty,
+            presence=presence,
+            exclude=exclude,
+            smooth=smooth,
+        )
+        if p.root is None:
+            raise ValueError("every block was skipped: nothing left to evaluate")
+        if checkpoint is not None:
+            log.info(
+                "checkpoint %s: %d of %d blocks resumed, %d to count", checkpoint,
+                p.meta["blocks_resumed"], p.meta["blocks_counted"], len(p.counting))  # fmt: skip
+        _warm_up(p, announce=progress)
+        try:
+            merged = _compute(p, client, workers, progress)
+        except BaseException:
+            if p.checkpoint is not None:  # so a corrected rerun may take the directory
+                p.checkpoint.mark_failed()
+            raise
+    finally:
+        if own_client:
+            client.close()
     counts = _full_counts(merged, p)
-    names = class_names if class_names is not None else p.class_names
     acc = Accumulator(
-        p.num_classes, ignore_index=ignore_index, class_names=names, per_image=per_image, soft=soft
+        p.num_classes,
+        ignore_index=p.options["ignore_index"],
+        class_names=p.class_names,
+        per_image=per_image,
+        soft=soft,
     )
     acc.add_counts(counts)
-    return acc.compute(preset, meta=p.meta, **policies)
+    policy = p.policy
+    return acc.compute(
+        p.preset, meta=p.meta, aggregation=policy.aggregation, empty=policy.empty,
+        presence=policy.presence, exclude=policy.exclude, smooth=policy.smooth)  # fmt: skip
 
 
 def _full_counts(merged: BlockCounts, p: Plan) -> Counts:

@@ -1,9 +1,11 @@
 """Validation and normalisation of inputs: what each array is, and the kernel's view of it.
 
-Every public entry point passes its two arrays through :func:`prepare`. It decides the
-*kind* of each input from its ``ndim``, dtype and the keywords, checks everything that
-can be checked without reading the data, and returns a :class:`Prepared` value holding
-zero-copy views in the layouts the kernels read (see :mod:`fastseg.kernels`).
+Every entry point (``fastseg.counts``, the post-compatible API, the Accumulator,
+``fastseg.evaluate`` and so the CLI) passes its two arrays through :func:`prepare`. It
+decides the *kind* of each input from its ``ndim``, dtype and the keywords, checks
+everything that can be checked without reading the data, and returns a
+:class:`Prepared` value holding zero-copy views in the layouts the kernels read (see
+:mod:`fastseg.kernels`). The kind rules live here and nowhere else.
 
 Kinds
 -----
@@ -13,19 +15,29 @@ scores
 labels
     An integer label map without a class axis, one dimension fewer than scores.
 
+Axes: the first axis is always the batch. Images have at least two spatial axes by
+default (``(B, H, W)`` label maps, ``(B, H, W, N)`` scores), so one image passed without
+its batch axis is refused instead of being counted as H one-row images;
+``spatial_dims=k`` fixes the number of spatial axes (1 for signals, 3 for volumes).
+
 Rules, in order:
 
-1. ``y_pred.ndim == y_true.ndim + 1``: scores and a truth label map.
-2. ``y_true.ndim == y_pred.ndim + 1``: a predicted label map and score / one-hot truth.
-3. Same shape, either floating: both have a class axis (the post's reading).
-4. Same shape, both integer or bool: label maps if ``num_classes`` is given, one-hot
-   arrays if ``class_axis`` is given; with neither (or both) the call is ambiguous and
-   raises, naming the keyword to set. Bool arrays are always one-hot.
+1. Different ``ndim``: the array with one more axis holds scores, the other a label map.
+2. Same shape, either floating or bool: both have a class axis (the post's reading).
+3. Same shape, both integer: one-hot masks if ``class_axis`` is given; else label maps
+   when ``num_classes`` is given and no other reading fits. When both readings fit (an
+   axis after the batch has ``num_classes`` entries and the arrays have room for a class
+   axis) the call is ambiguous and raises, naming ``class_axis=`` and ``spatial_dims=``.
+4. One channel along the class axis (binary segmentation with a sigmoid): needs
+   ``threshold=t``; the input then reads as the label map ``score > t`` of two classes,
+   0 (background) and 1 (foreground). Only the post-compatible API keeps the post's
+   one-class rule (the single class is where the score is ``> 0``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,9 +60,15 @@ class Prepared:
     num_classes : int
         N.
     pred_kind, true_kind : {'scores', 'labels'}
+        Whether each input has a class axis (one-channel scores read through a threshold
+        are still 'scores': the kernel sees their label map).
     ignore_index : int or None
     pred_convert, true_convert : callable or None
         When set, the view must be converted slab by slab before a kernel reads it.
+    true_dtype, pred_dtype : numpy.dtype
+        The inputs' own dtypes, for messages.
+    channels : int or None
+        Length of the class axis of the score input, when there is one.
     """
 
     pred: np.ndarray
@@ -63,6 +81,7 @@ class Prepared:
     true_convert: Callable[[np.ndarray], np.ndarray] | None = None
     true_dtype: np.dtype | None = None
     pred_dtype: np.dtype | None = None
+    channels: int | None = None
 
     @property
     def n_images(self) -> int:
@@ -159,19 +178,6 @@ def _check_ignore(ignore_index: int | None) -> int | None:
     return int(ignore_index)
 
 
-def _require_integer_labels(arr: np.ndarray, name: str) -> None:
-    if arr.dtype.kind not in "biu":
-        raise TypeError(
-            f"{name} is read as a label map (it has no class axis) so it must hold integers; "
-            f"got {arr.dtype}"
-        )
-    if arr.ndim < 2:
-        raise ValueError(
-            f"{name} has shape {arr.shape}; a label map needs a batch axis and at least one "
-            f"spatial axis (add a batch axis with {name}[None])"
-        )
-
-
 def _native(arr: np.ndarray) -> np.ndarray:
     return arr.astype(arr.dtype.newbyteorder("="), copy=False)
 
@@ -197,7 +203,14 @@ def _score_view(arr: np.ndarray, axis: int, soft: bool) -> tuple[np.ndarray, Cal
     elif dt.kind == "u" and dt.itemsize == 2:
         target = np.dtype(np.int32)  # kernels read uint16 as float16 bits
     elif dt.kind == "u" and dt.itemsize == 8:
-        target = np.dtype(np.float64)
+        # Exact: the top bit flipped maps uint64 onto int64 in the same order (a float64
+        # conversion would merge scores above 2**53).
+        flip = _exact_uint64(arr)
+
+        def convert_u64(slab: np.ndarray) -> np.ndarray:
+            return flip(slab).reshape((slab.shape[0], *new_shape[1:]))
+
+        return (arr if view is None else view), convert_u64
     elif dt.kind == "b":
         target = None
     if target is None and (not native or view is None):
@@ -247,6 +260,207 @@ def _label_view(arr: np.ndarray) -> tuple[np.ndarray, Callable | None]:
     return (arr if view is None else view), convert
 
 
+def _check_threshold(threshold: float | None) -> float | None:
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.integer |
+                                                     np.floating):  # fmt: skip
+        raise TypeError(f"threshold must be a number; got {threshold!r}")
+    if not math.isfinite(float(threshold)):
+        raise ValueError(f"threshold must be finite; got {threshold}")
+    return float(threshold)
+
+
+def _check_spatial_dims(spatial_dims: int | None) -> int | None:
+    if spatial_dims is None:
+        return None
+    if isinstance(spatial_dims, bool) or not isinstance(spatial_dims, int | np.integer):
+        raise TypeError(f"spatial_dims must be a positive integer; got {spatial_dims!r}")
+    if spatial_dims < 1:
+        raise ValueError(f"spatial_dims must be a positive integer; got {spatial_dims}")
+    return int(spatial_dims)
+
+
+def _memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # not POSIX: no limit known
+        return 2**62
+
+
+def check_num_classes(num_classes: int | None) -> int | None:
+    """Return `num_classes` as an int, refusing what is not a positive integer.
+
+    Also refuses a class count whose (N, N) int64 confusion matrix cannot fit in this
+    machine's memory, with a message about classes rather than NumPy's.
+    """
+    if num_classes is None:
+        return None
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
+        raise TypeError(f"num_classes must be a positive integer; got {num_classes!r}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer; got {num_classes}")
+    n = int(num_classes)
+    need = 8 * n * n
+    if need > _memory_bytes():
+        raise ValueError(
+            f"num_classes={n} needs a {n} x {n} int64 confusion matrix ({need:.3g} bytes), "
+            f"more than this machine's memory ({_memory_bytes() / 2**30:.0f} GiB): is "
+            f"num_classes right?"
+        )
+    return n
+
+
+def prepare_options(
+    *,
+    num_classes: int | None = None,
+    class_axis: int | None = None,
+    ignore_index: int | None = None,
+    threshold: float | None = None,
+    spatial_dims: int | None = None,
+) -> dict[str, Any]:
+    """Check the reading options without any array; return them normalised.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the option at fault (e.g. ``ignore_index=255.7``, ``class_axis="1"``).
+    """
+    if class_axis is not None and (
+        isinstance(class_axis, bool) or not isinstance(class_axis, int | np.integer)
+    ):
+        raise TypeError(f"class_axis must be an integer; got {class_axis!r}")
+    return {
+        "num_classes": check_num_classes(num_classes),
+        "class_axis": None if class_axis is None else int(class_axis),
+        "ignore_index": _check_ignore(ignore_index),
+        "threshold": _check_threshold(threshold),
+        "spatial_dims": _check_spatial_dims(spatial_dims),
+    }
+
+
+def _fits(ndim: int, extra: int, spatial_dims: int | None) -> bool:
+    """Whether an array of `ndim` axes is a batch of images with `extra` more axes."""
+    spatial = ndim - 1 - extra
+    return spatial >= 2 if spatial_dims is None else spatial == spatial_dims
+
+
+def _batch_hint(spatial_dims: int | None) -> str:
+    if spatial_dims is None:
+        return (
+            "the first axis is the batch and images have at least two spatial axes (one "
+            "spatial axis only with spatial_dims=1): for one image add a batch axis (x[None])"
+        )
+    return f"the first axis is the batch, then spatial_dims={spatial_dims} spatial axes"
+
+
+def _decide_kinds(
+    true: np.ndarray,
+    pred: np.ndarray,
+    num_classes: int | None,
+    class_axis: int | None,
+    spatial_dims: int | None,
+    threshold: float | None,
+) -> tuple[str, str]:
+    """(pred_kind, true_kind), each 'scores', 'labels' or 'map' (a float map, thresholded)."""
+    if pred.ndim != true.ndim:
+        if abs(pred.ndim - true.ndim) != 1:
+            raise ValueError(
+                f"y_true and y_pred shapes do not fit: {true.shape} and {pred.shape} "
+                "(expected the same shape, or one extra class axis on the scores)"
+            )
+        kinds = ("scores", "labels") if pred.ndim > true.ndim else ("labels", "scores")
+        if not _fits(min(pred.ndim, true.ndim), 0, spatial_dims):
+            pair = (("y_pred", pred), ("y_true", true))
+            first, second = pair if kinds[0] == "scores" else pair[::-1]
+            raise ValueError(
+                f"{first[0]} has shape {first[1].shape} and {second[0]} {second[1].shape}; "
+                f"{_batch_hint(spatial_dims)}"
+            )
+        return kinds
+    if pred.shape != true.shape:
+        raise ValueError(
+            f"y_true and y_pred have different shapes: {true.shape} and {pred.shape}"
+        )
+    ndim = pred.ndim
+    as_scores = _fits(ndim, 1, spatial_dims)
+    as_labels = _fits(ndim, 0, spatial_dims)
+    if not (as_scores or as_labels):
+        raise ValueError(f"y_true and y_pred have shape {pred.shape}; {_batch_hint(spatial_dims)}")
+    floating = [a.dtype.kind in "fb" for a in (pred, true)]
+    if any(floating):
+        if as_scores:
+            return ("scores", "scores")
+        if threshold is not None:
+            # Maps without a class axis: floats are one-channel scores, thresholded.
+            return ("map" if floating[0] else "labels", "map" if floating[1] else "labels")
+        name = "y_pred" if floating[0] else "y_true"
+        dtype = pred.dtype if floating[0] else true.dtype
+        raise ValueError(
+            f"{name} has dtype {dtype} and shape {pred.shape}, which has no room for a class "
+            f"axis: a label map must hold integers. For the probabilities of one class pass "
+            f"threshold=t (foreground where score > t); for scores add the class axis"
+        )
+    if class_axis is not None:
+        if not as_scores:
+            raise ValueError(
+                f"class_axis={class_axis} was given but y_true and y_pred (shape {pred.shape}) "
+                f"have no room for a class axis; {_batch_hint(spatial_dims)}"
+            )
+        return ("scores", "scores")
+    if not as_scores:
+        if num_classes is None:
+            raise ValueError("both inputs are label maps: pass num_classes=N")
+        return ("labels", "labels")
+    if num_classes is None or not as_labels:
+        raise ValueError(
+            f"y_true and y_pred are integer arrays of the same shape {pred.shape}: pass "
+            f"num_classes=N to read them as label maps, or class_axis=K to read them as "
+            f"one-hot masks along axis K"
+        )
+    axes = [k for k in range(1, ndim) if pred.shape[k] == num_classes]
+    if axes:
+        raise ValueError(
+            f"y_true and y_pred are integer arrays of shape {pred.shape}, ambiguous with "
+            f"num_classes={num_classes}: one-hot masks along axis {axes[-1]} or label maps "
+            f"with {ndim - 1} spatial axes. Pass class_axis={axes[-1] - ndim} for one-hot "
+            f"masks, or spatial_dims={ndim - 1} for label maps"
+        )
+    return ("labels", "labels")
+
+
+def _threshold_view(
+    arr: np.ndarray, axis: int | None, threshold: float, name: str
+) -> tuple[np.ndarray, Callable]:
+    """A one-channel score (or a float map) as the label map ``score > threshold``."""
+    shape = arr.shape if axis is None else arr.shape[:axis] + arr.shape[axis + 1 :]
+    flat = (shape[0], math.prod(shape[1:]))
+    try:
+        view = arr.reshape(flat, copy=False)
+    except ValueError:
+        view = arr
+
+    def convert(slab: np.ndarray) -> np.ndarray:
+        if slab.dtype.kind == "f":
+            nans = int(np.count_nonzero(np.isnan(slab)))
+            if nans:
+                raise ValueError(f"{name} has NaN scores at {nans} pixels")
+        labels = np.ascontiguousarray(slab > threshold).view(np.uint8)
+        return labels.reshape(labels.shape[0], -1)
+
+    return view, convert
+
+
+def _exact_uint64(arr: np.ndarray) -> Callable:
+    """Converter of uint64 scores to int64 with the same order (top bit flipped): exact."""
+
+    def convert(slab: np.ndarray) -> np.ndarray:
+        native = np.ascontiguousarray(slab, dtype=np.uint64)
+        return (native ^ np.uint64(1 << 63)).view(np.int64)
+
+    return convert
+
+
 def prepare(
     y_true: Any,
     y_pred: Any,
@@ -255,6 +469,9 @@ def prepare(
     class_axis: int | None = None,
     ignore_index: int | None = None,
     soft: bool = False,
+    threshold: float | None = None,
+    spatial_dims: int | None = None,
+    post: bool = False,
 ) -> Prepared:
     """Validate two inputs and return their kernel views.
 
@@ -271,6 +488,14 @@ def prepare(
         Truth label whose pixels are skipped entirely.
     soft : bool
         Prepare for soft sums (the prediction must then be scores).
+    threshold : float, optional
+        Reads one-channel scores (and float maps without a class axis) as the two-class
+        label map ``score > threshold``.
+    spatial_dims : int, optional
+        Number of spatial axes (default: at least two).
+    post : bool
+        The post's reading, for the post-compatible API only: one channel is the single
+        class where its score is ``> 0``.
 
     Returns
     -------
@@ -283,91 +508,110 @@ def prepare(
     """
     true = as_array(y_true, "y_true")
     pred = as_array(y_pred, "y_pred")
-    ignore = _check_ignore(ignore_index)
-    if num_classes is not None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
-            raise TypeError(f"num_classes must be a positive integer; got {num_classes!r}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer; got {num_classes}")
-        num_classes = int(num_classes)
+    options = prepare_options(num_classes=num_classes, class_axis=class_axis,
+                              ignore_index=ignore_index, threshold=threshold,
+                              spatial_dims=spatial_dims)  # fmt: skip
+    num_classes, class_axis = options["num_classes"], options["class_axis"]
+    ignore, threshold = options["ignore_index"], options["threshold"]
+    spatial_dims = options["spatial_dims"]
 
-    if pred.ndim == true.ndim + 1:
-        kinds = ("scores", "labels")
-    elif true.ndim == pred.ndim + 1:
-        kinds = ("labels", "scores")
-    elif pred.ndim == true.ndim:
-        if pred.shape != true.shape:
-            raise ValueError(
-                f"y_true and y_pred have different shapes: {true.shape} and {pred.shape}"
-            )
-        if (
-            pred.dtype.kind == "f"
-            or true.dtype.kind == "f"
-            or pred.dtype.kind == "b"
-            or true.dtype.kind == "b"
-        ):
-            kinds = ("scores", "scores")
-        elif num_classes is not None and class_axis is None:
-            kinds = ("labels", "labels")
-        elif class_axis is not None and num_classes is None:
-            kinds = ("scores", "scores")
-        else:
-            raise ValueError(
-                "y_true and y_pred are integer arrays of the same shape "
-                f"{pred.shape}: pass num_classes=N to read them as label maps, or "
-                "class_axis=K to read them as one-hot masks along axis K (not both)"
-            )
-    else:
-        raise ValueError(
-            f"y_true and y_pred shapes do not fit: {true.shape} and {pred.shape} "
-            "(expected the same shape, or one extra class axis on the scores)"
-        )
-    pred_kind, true_kind = kinds
+    pred_kind, true_kind = _decide_kinds(true, pred, num_classes, class_axis, spatial_dims,
+                                         threshold)  # fmt: skip
     if soft and pred_kind != "scores":
         raise ValueError("soft metrics need scores for y_pred, not a label map")
 
-    if pred_kind == "labels" and true_kind == "labels":
-        if num_classes is None:
-            raise ValueError("both inputs are label maps: pass num_classes=N")
-        if class_axis is not None:
-            raise ValueError("class_axis was given but neither input has a class axis")
-        n, axis = num_classes, -1
-        scores = pred
-    else:
+    axis: int | None = None
+    channels: int | None = None
+    if "scores" in (pred_kind, true_kind):
         scores = pred if pred_kind == "scores" else true
         scores_name = "y_pred" if pred_kind == "scores" else "y_true"
-        if scores.ndim < 3:
-            raise ValueError(
-                f"{scores_name} has shape {scores.shape}; scores need a batch axis, at least "
-                f"one spatial axis and a class axis, e.g. (B, H, W, N)"
-            )
         axis = _normalise_axis(-1 if class_axis is None else int(class_axis), scores.ndim,
                                scores_name)  # fmt: skip
-        n = int(scores.shape[axis])
+        channels = int(scores.shape[axis])
+        if pred_kind != true_kind:
+            spatial = scores.shape[:axis] + scores.shape[axis + 1 :]
+            labels = true if true_kind == "labels" else pred
+            if labels.shape != spatial:
+                other = [k for k in range(1, scores.ndim)
+                         if scores.shape[:k] + scores.shape[k + 1:] == labels.shape]  # fmt: skip
+                hint = (
+                    f"; its class axis looks like axis {other[0]}: pass class_axis={other[0]}"
+                    if other
+                    else ""
+                )
+                raise ValueError(
+                    f"y_true and y_pred shapes do not fit: {true.shape} and {pred.shape} "
+                    f"(the label map should have the scores' shape without the class axis "
+                    f"{axis}, {spatial}{hint})"
+                )
+
+    binary = threshold is not None and (channels == 1 or "map" in (pred_kind, true_kind))
+    if threshold is not None and not binary:
+        raise ValueError(
+            f"threshold={threshold} is for one-channel scores, but the scores have {channels} "
+            f"channels along class_axis={axis}: leave threshold out (the argmax is taken)"
+        )
+    if channels == 1 and not binary and not post:
+        name = "y_pred" if pred_kind == "scores" else "y_true"
+        raise ValueError(
+            f"{name} has one channel along class_axis={axis}: pass threshold=t to read it "
+            f"as foreground where score > t (classes 0 background, 1 foreground; e.g. 0.5 "
+            f"for probabilities, 0 for logits)"
+        )
+    if binary and soft:
+        raise ValueError(
+            "soft metrics need one channel per class; a one-channel probability p is "
+            "background 1 - p and foreground p: stack the two channels"
+        )
+
+    if binary:
+        n = 2
+        if num_classes is not None and num_classes != 2:
+            raise ValueError(
+                f"num_classes={num_classes}, but thresholded one-channel scores have 2 "
+                f"classes (0 background, 1 foreground)"
+            )
+    elif channels is not None:
+        assert axis is not None
+        n = channels
         if num_classes is not None and num_classes != n:
+            found = "" if scores.ndim < 3 else _axis_hint(scores.shape, num_classes, axis)
             raise ValueError(
                 f"num_classes={num_classes} but {scores_name} has {n} classes along "
-                f"class_axis={axis}"
+                f"class_axis={axis - scores.ndim}{found}"
             )
+    else:
+        assert num_classes is not None
+        n = num_classes
+
     for arr, kind, name in ((pred, pred_kind, "y_pred"), (true, true_kind, "y_true")):
-        if kind == "labels":
-            _require_integer_labels(arr, name)
-    if pred_kind != true_kind:
-        spatial = scores.shape[:axis] + scores.shape[axis + 1 :]
-        labels = true if true_kind == "labels" else pred
-        if labels.shape != spatial:
-            raise ValueError(
-                f"y_true and y_pred shapes do not fit: {true.shape} and {pred.shape} "
-                f"(the label map should have the scores' shape without the class axis, "
-                f"{spatial})"
+        if kind == "labels" and arr.dtype.kind not in "biu":
+            raise TypeError(
+                f"{name} is read as a label map (it has no class axis) so it must hold "
+                f"integers; got {arr.dtype}"
             )
 
-    def view(arr: np.ndarray, kind: str) -> tuple[np.ndarray, Callable | None]:
+    def view(arr: np.ndarray, kind: str, name: str) -> tuple[np.ndarray, Callable | None]:
         if kind == "labels":
             return _label_view(arr)
+        if kind == "map" or binary:
+            assert threshold is not None
+            return _threshold_view(arr, None if kind == "map" else axis, threshold, name)
+        assert axis is not None
         return _score_view(arr, axis, soft)
 
-    pred_view, pred_convert = view(pred, pred_kind)
-    true_view, true_convert = view(true, true_kind)
+    pred_view, pred_convert = view(pred, pred_kind, "y_pred")
+    true_view, true_convert = view(true, true_kind, "y_true")
+    # A thresholded map has no class axis: for chunking it is a label map.
+    pred_kind, true_kind = (k.replace("map", "labels") for k in (pred_kind, true_kind))
     return Prepared(pred_view, true_view, n, pred_kind, true_kind, ignore,
-                    pred_convert, true_convert, true.dtype, pred.dtype)  # fmt: skip
+                    pred_convert, true_convert, true.dtype, pred.dtype, channels)  # fmt: skip
+
+
+def _axis_hint(shape: tuple[int, ...], num_classes: int, axis: int) -> str:
+    """Where the expected class count is, when it is on another axis than the one read."""
+    axes = [k for k in range(1, len(shape)) if shape[k] == num_classes and k != axis]
+    if not axes:
+        return ""
+    k = axes[0]
+    return f" ({num_classes} entries are on axis {k}: pass class_axis={k})"

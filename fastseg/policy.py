@@ -24,6 +24,8 @@ PRESENCES = ("truth_or_pred", "truth", "all")
 METRICS = ("iou", "dice")
 #: In ``exclude``: the last class, when there is more than one (the post's ``drop_last``).
 LAST = "last"
+#: In ``exclude``: class 0, the usual background (unless a class has this name).
+BACKGROUND = "background"
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,12 @@ class Policy:
         A class is present in a row when its union is not empty (``'truth_or_pred'``),
         when it has truth pixels (``'truth'``), or always (``'all'``: the post's naive
         mean, where an empty class scores its smoothed value).
-    exclude : tuple of int or 'last'
-        Classes left out of the class means (they keep their per-class values). Negative
-        indices count from the end; ``'last'`` is the last class when there are more than
-        one (the post's ``drop_last``); ``0`` is the usual background.
+    exclude : tuple of int or str
+        Classes left out of the class means (they keep their per-class values): indices
+        (negative from the end), class names (resolved against the class names by
+        :meth:`resolved`), ``'background'`` (class 0, unless a class has that name) and
+        ``'last'`` (the last class when there are more than one: the post's
+        ``drop_last``).
     smooth : float
         Pixels added to numerator and denominator (the post: 0.001; peers: 0).
 
@@ -93,17 +97,24 @@ class Policy:
         """A copy with the fields given (not None) replaced."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
-    def kept(self, num_classes: int) -> np.ndarray:
+    def resolved(self, num_classes: int, class_names: Sequence[str] | None = None) -> Policy:
+        """A copy whose ``exclude`` holds only indices and ``'last'``, checked for N classes.
+
+        Class names and ``'background'`` become indices; an index out of range or an
+        unknown name raises a ValueError (listing the known names).
+        """
+        return dataclasses.replace(
+            self, exclude=resolve_exclusions(self.exclude, num_classes, class_names)
+        )
+
+    def kept(self, num_classes: int, class_names: Sequence[str] | None = None) -> np.ndarray:
         """Boolean mask of the classes that enter the class means."""
         kept = np.ones(num_classes, bool)
-        for item in self.exclude:
+        for item in resolve_exclusions(self.exclude, num_classes, class_names):
             if item == LAST:
                 if num_classes > 1:
                     kept[-1] = False
                 continue
-            assert isinstance(item, int)
-            if not -num_classes <= item < num_classes:
-                raise ValueError(f"exclude: class {item} is out of range for {num_classes} classes")
             kept[item] = False
         return kept
 
@@ -140,12 +151,63 @@ def _exclusions(items: Sequence[int | str]) -> tuple[int | str, ...]:
         items = (items,)
     out: list[int | str] = []
     for item in items:
-        if isinstance(item, str) and item == LAST:
-            out.append(LAST)
+        if isinstance(item, str) and item:
+            out.append(item)
         elif isinstance(item, int | np.integer) and not isinstance(item, bool):
             out.append(int(item))
         else:
-            raise ValueError(f"exclude takes class indices or {LAST!r}; got {item!r}")
+            raise ValueError(
+                f"exclude takes class indices, class names, {BACKGROUND!r} or {LAST!r}; "
+                f"got {item!r}"
+            )
+    return tuple(out)
+
+
+def resolve_exclusions(
+    exclude: Sequence[int | str], num_classes: int, class_names: Sequence[str] | None = None
+) -> tuple[int | str, ...]:
+    """`exclude` with class names and ``'background'`` as indices, checked against N.
+
+    A class name wins over the words ``'background'`` (class 0) and ``'last'`` (kept as
+    is: the last class when N > 1). Indices keep their sign.
+
+    Raises
+    ------
+    ValueError
+        An index out of range, a name that is no class's (the message lists the known
+        names), a name two classes share, or `class_names` not of length N.
+    """
+    names = None if class_names is None else [str(x) for x in class_names]
+    if names is not None and len(names) != num_classes:
+        raise ValueError(f"class_names has {len(names)} entries for {num_classes} classes")
+    out: list[int | str] = []
+    for item in _exclusions(exclude):
+        if isinstance(item, int):
+            if not -num_classes <= item < num_classes:
+                raise ValueError(
+                    f"exclude: class {item} is out of range for {num_classes} classes "
+                    f"(indices {-num_classes} to {num_classes - 1})"
+                )
+            out.append(item)
+        elif names is not None and item in names:
+            if names.count(item) > 1:
+                where = [i for i, x in enumerate(names) if x == item]
+                raise ValueError(f"exclude: classes {where} are all named {item!r}; use an index")
+            out.append(names.index(item))
+        elif item == LAST:
+            out.append(LAST)
+        elif item == BACKGROUND:
+            out.append(0)
+        elif names is None:
+            raise ValueError(
+                f"exclude: {item!r} is not a class index, {BACKGROUND!r} or {LAST!r}, and "
+                "there are no class names to look it up in"
+            )
+        else:
+            raise ValueError(
+                f"exclude: unknown class name {item!r}; known names: {', '.join(names)} "
+                f"(or an index, {BACKGROUND!r}, {LAST!r})"
+            )
     return tuple(out)
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from fastseg.counting import counts
+from fastseg.counting import count_prepared
+from fastseg.inputs import prepare
 from fastseg.scores import check_metric, post_metric
 
 
@@ -23,6 +24,7 @@ def metrics(
     class_axis: int | None = None,
     num_classes: int | None = None,
     ignore_index: int | None = None,
+    spatial_dims: int | None = None,
 ) -> float | np.ndarray:
     """Mean IoU or Dice of a batch, as the post's ``metrics_np`` computes it.
 
@@ -54,6 +56,8 @@ def metrics(
         N; required when both inputs are label maps.
     ignore_index : int, optional
         Truth label whose pixels are skipped entirely (an extension: the post has none).
+    spatial_dims : int, optional
+        Number of spatial axes after the batch axis (default: at least 2).
 
     Returns
     -------
@@ -79,8 +83,11 @@ def metrics(
     """
     check_metric(metric_name, metric_type)
     soft = metric_type == "soft"
-    c = counts(y_true, y_pred, num_classes=num_classes, class_axis=class_axis,
-               ignore_index=ignore_index, soft=soft)  # fmt: skip
+    # post=True: the post's one-class rule; soft sums of any values (logits included).
+    prep = prepare(y_true, y_pred, num_classes=num_classes, class_axis=class_axis,
+                   ignore_index=ignore_index, soft=soft, spatial_dims=spatial_dims,
+                   post=True)  # fmt: skip
+    c = count_prepared(prep, soft=soft)
     if verbose:
         union = c.union
         # Mirrors the post's verbose output, which users of the drop-in rely on.

@@ -146,7 +146,7 @@ class Report:
             if ids is not None:
                 self._require_images("ids")
         #: Classes that enter the class means (the others are marked in outputs).
-        self.kept: np.ndarray = self.policy.kept(counts.num_classes)
+        self.kept: np.ndarray = self.policy.kept(counts.num_classes, class_names)
         self.ids: tuple[str, ...] | None = _ids(ids, counts.n_images) if self.per_image else None
         self.class_names: tuple[str, ...] = _class_names(class_names, counts.num_classes)
         self.meta: dict[str, Any] = _json_meta(meta)

@@ -9,6 +9,7 @@ decode.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -47,6 +48,11 @@ class Source:
         The opened Zarr array, when the input is one.
     attrs : dict
         The Zarr array's attributes, then its group's (the array's win).
+    location : str or None
+        Where the data is, resolved, to identify it (checkpoints): a local store's real
+        path (``./data.zarr``, ``data.zarr`` and its absolute path are one store) or a
+        URL as given, then the array's path in the store. None for in-memory inputs,
+        which only `description` names.
     """
 
     name: str
@@ -54,6 +60,7 @@ class Source:
     description: str
     zarr_array: Any = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    location: str | None = None
 
 
 class ChunkReader:
@@ -84,12 +91,80 @@ class ChunkReader:
             ) from exc
 
 
-def _open_zarr(path: str, storage_options: dict[str, Any] | None) -> Any:
+def _is_url(path: str) -> bool:
+    return "://" in path or "::" in path
+
+
+def _resolved(path: str) -> str:
+    """A local path resolved (links, ``.``, the working directory); a URL as given."""
+    return path if _is_url(path) else os.path.realpath(path)
+
+
+def _store_location(store: Any) -> str:
+    """Where an opened Zarr store keeps its data, resolved like :func:`_resolved`."""
+    root = getattr(store, "root", None)  # LocalStore
+    if root is not None:
+        return os.path.realpath(root)
+    fs, path = getattr(store, "fs", None), getattr(store, "path", None)
+    if fs is not None and path is not None:  # FsspecStore
+        return str(fs.unstrip_protocol(path))
+    if path is not None:  # ZipStore
+        return os.path.realpath(path)
+    return str(store)  # e.g. memory://<id>: one process only
+
+
+def _array_location(base: str, array_path: str) -> str:
+    return f"{base.rstrip('/')}/{array_path}" if array_path else base
+
+
+def _zip_entries(path: str) -> list[str]:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return []
+
+
+def _open_zarr(path: str, storage_options: dict[str, Any] | None, name: str = "input") -> Any:
+    import zipfile
+
     import zarr
 
-    if str(path).endswith(".zip"):
-        store = zarr.storage.ZipStore(path, mode="r")
-        return zarr.open(store, mode="r")
+    if str(path).endswith(".zip") and not os.path.isdir(path):
+        not_a_store = f"{name}: {path!r} is not a Zarr store"
+        try:
+            store = zarr.storage.ZipStore(path, mode="r")
+        except FileNotFoundError:
+            raise
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{not_a_store}: not a readable zip archive ({exc})") from exc
+        try:
+            return zarr.open(store, mode="r")
+        except (zipfile.BadZipFile, zarr.errors.NodeNotFoundError) as exc:
+            # NodeNotFoundError is a FileNotFoundError: the archive exists, no store in it.
+            with contextlib.suppress(Exception):  # never opened, if not a zip archive
+                store.close()
+            if isinstance(exc, zipfile.BadZipFile):
+                raise ValueError(f"{not_a_store}: not a readable zip archive ({exc})") from exc
+            entries = _zip_entries(path)
+            nested = sorted(
+                e.rsplit("/", 1)[0] + "/"
+                for e in entries
+                if "/" in e and e.rsplit("/", 1)[1] in ("zarr.json", ".zgroup", ".zarray")
+            )
+            held = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
+            hint = (
+                f"; the store seems to be in its folder {nested[0]!r}: zip the store's "
+                "content, not the folder holding it"
+                if nested
+                else ""
+            )
+            raise ValueError(
+                f"{not_a_store}: the zip archive has no Zarr metadata (zarr.json, .zgroup "
+                f"or .zarray) at its root (it holds {held or 'nothing'}){hint}"
+            ) from exc
     return zarr.open(path, mode="r", storage_options=storage_options)
 
 
@@ -172,13 +247,66 @@ def _stored_keys(zarr_array: Any) -> set[str]:
     return sync(collect())
 
 
+def _sharding_codec(zarr_array: Any) -> Any:
+    """The array's sharding codec, or None for an unsharded array."""
+    from zarr.codecs.sharding import ShardingCodec
+
+    codecs = getattr(zarr_array.metadata, "codecs", None) or ()
+    return next((c for c in codecs if isinstance(c, ShardingCodec)), None)
+
+
+def _shards_with_holes(zarr_array: Any, present: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """Stored shards that lack an inner chunk inside the array's bounds.
+
+    A shard's index (read alone, a few bytes at its end or start) marks each inner chunk
+    never written; zarr would read those as fill values.
+    """
+    from zarr.core.sync import sync
+    from zarr.storage import StorePath
+
+    codec = _sharding_codec(zarr_array)
+    shard = tuple(zarr_array.shards)
+    inner = tuple(codec.chunk_shape)
+    per_shard = tuple(s // c for s, c in zip(shard, inner, strict=True))
+    encode = zarr_array.metadata.encode_chunk_key
+    prefix = f"{zarr_array.path}/" if zarr_array.path else ""
+    # Shard-local inner-chunk starts, to leave out inner chunks past the array's edge.
+    local = np.indices(per_shard).reshape(len(per_shard), -1).T * np.array(inner)
+
+    async def holes(coords: tuple[int, ...]) -> bool:
+        getter = StorePath(zarr_array.store, prefix + encode(coords))
+        index = await codec._load_shard_index_maybe(getter, per_shard)
+        if index is None:
+            return True
+        written = index.get_full_chunk_map().reshape(-1)
+        inside = np.all(local + np.array(coords) * np.array(shard) < zarr_array.shape, axis=1)
+        return bool(np.any(inside & ~written))
+
+    async def scan() -> list[bool]:
+        import asyncio
+
+        return list(await asyncio.gather(*(holes(c) for c in present)))
+
+    return [c for c, bad in zip(present, sync(scan()), strict=True) if bad]
+
+
 def missing_chunks(zarr_array: Any) -> list[tuple[int, ...]]:
-    """Grid coordinates of the chunks (shards) the array's shape implies but the store lacks."""
+    """Grid coordinates of the chunks (shards) the array's shape implies but the store lacks.
+
+    For a sharded array, a stored shard that lacks one of its inner chunks counts as
+    missing too (its index says so), since those inner chunks would read as fill values.
+    """
     chunks = storage_chunks(zarr_array)
     grid = [range(math.ceil(s / c)) for s, c in zip(zarr_array.shape, chunks, strict=True)]
     stored = _stored_keys(zarr_array)
     encode = zarr_array.metadata.encode_chunk_key
-    return [coords for coords in itertools.product(*grid) if encode(coords) not in stored]
+    absent: list[tuple[int, ...]] = []
+    present: list[tuple[int, ...]] = []
+    for coords in itertools.product(*grid):
+        (present if encode(coords) in stored else absent).append(coords)
+    if present and _sharding_codec(zarr_array) is not None:
+        absent = sorted(absent + _shards_with_holes(zarr_array, present))
+    return absent
 
 
 def chunk_region(coords: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[slice, ...]:
@@ -217,10 +345,12 @@ def open_source(
 
     description = type(x).__name__
     node = x
+    base = None
     if isinstance(x, str | os.PathLike):
         description = os.fspath(x)
+        base = _resolved(description)
         try:
-            node = _open_zarr(description, storage_options)
+            node = _open_zarr(description, storage_options, name)
         except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
             raise ValueError(f"{name}: no Zarr array or group at {description!r}") from exc
     group_attrs: dict[str, Any] = {}
@@ -243,7 +373,9 @@ def open_source(
             meta=np.empty((0,) * node.ndim, node.dtype),
             name=f"fastseg-read-{name}-{token}",
         )
-        return Source(name, array, description, node, {**group_attrs, **dict(node.attrs)})
+        location = _array_location(base or _store_location(node.store), node.path)
+        attrs = {**group_attrs, **dict(node.attrs)}
+        return Source(name, array, description, node, attrs, location=location)
     if isinstance(node, da.Array):
         if node.dtype.kind not in "biuf":
             raise TypeError(f"{name} has dtype {node.dtype}; fastseg needs a numeric array")

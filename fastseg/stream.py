@@ -9,17 +9,15 @@ accumulators, the same step the Dask layer uses to combine chunks; ``compute`` m
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from fastseg._files import save_npz
 from fastseg.counting import count_prepared
-from fastseg.counts import Counts
-from fastseg.inputs import prepare
+from fastseg.counts import Counts, corrupt_file, counts_from_arrays, load_versioned, save_versioned
+from fastseg.inputs import prepare, prepare_options
 
 #: Version of the file layout written by :meth:`Accumulator.save`.
 FORMAT_VERSION = 1
@@ -71,11 +69,14 @@ class Accumulator:
         class_names: Sequence[str] | None = None,
         per_image: bool = True,
         soft: bool = False,
+        threshold: float | None = None,
+        spatial_dims: int | None = None,
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
-            raise TypeError(f"num_classes must be a positive integer; got {num_classes!r}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer; got {num_classes}")
+        # The reading options are checked now, by the rules every entry point shares,
+        # rather than at the first update.
+        prepare_options(num_classes=num_classes, class_axis=class_axis,
+                        ignore_index=ignore_index, threshold=threshold,
+                        spatial_dims=spatial_dims)  # fmt: skip
         if class_names is not None:
             class_names = [str(name) for name in class_names]
             if len(class_names) != num_classes:
@@ -85,6 +86,8 @@ class Accumulator:
         self.num_classes = int(num_classes)
         self.ignore_index = None if ignore_index is None else int(ignore_index)
         self.class_axis = None if class_axis is None else int(class_axis)
+        self.threshold = None if threshold is None else float(threshold)
+        self.spatial_dims = None if spatial_dims is None else int(spatial_dims)
         self.class_names = class_names
         self.per_image = bool(per_image)
         self.soft = bool(soft)
@@ -168,6 +171,8 @@ class Accumulator:
             class_axis=self.class_axis,
             ignore_index=self.ignore_index,
             soft=self.soft,
+            threshold=self.threshold,
+            spatial_dims=self.spatial_dims,
         )
         return self.add_counts(count_prepared(prep, soft=self.soft), ids)
 
@@ -239,6 +244,8 @@ class Accumulator:
             class_names=self.class_names,
             per_image=self.per_image,
             soft=self.soft,
+            threshold=self.threshold,
+            spatial_dims=self.spatial_dims,
         )
         c = self.counts
         confusion = None if c.confusion is None else c.confusion.copy()
@@ -312,27 +319,29 @@ class Accumulator:
             "class_names": self.class_names,
             "per_image": self.per_image,
             "soft": self.soft,
+            "threshold": self.threshold,
+            "spatial_dims": self.spatial_dims,
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the accumulator to an ``.npz`` file, atomically.
+        """Write the accumulator to an ``.npz`` file at `path`, atomically.
 
         Notes
         -----
-        Format (version :data:`FORMAT_VERSION`): an uncompressed NumPy ``.npz`` with arrays
+        Format (version :data:`FORMAT_VERSION`, written by
+        :func:`fastseg.counts.save_versioned`): an uncompressed NumPy ``.npz`` with arrays
         ``tp``, ``pred``, ``true`` (shape (B, N); int64, or float64 when soft; one row of
         totals when ``per_image`` is false), ``confusion`` (N, N) int64 for hard counts,
         ``ids`` (unicode, B entries; ``named`` (bool, B) is false where no id was given)
         and ``meta``, a JSON string with ``format``
         (``"fastseg.accumulator"``), ``version``, the constructor options, ``n_images``,
-        ``ignored`` and the writing fastseg's ``fastseg_version``. No pickles.
+        ``ignored`` and the writing fastseg's ``fastseg_version``. No pickles; no suffix
+        is added to `path`.
         """
         from fastseg import __version__
 
         c = self.counts
         meta = {
-            "format": _FORMAT,
-            "version": FORMAT_VERSION,
             **self._options(),
             "n_images": self.n_images,
             "ignored": c.ignored,
@@ -344,11 +353,10 @@ class Accumulator:
             "true": c.true,
             "ids": np.array(["" if i is None else i for i in self._ids], dtype=str),
             "named": np.array([i is not None for i in self._ids], dtype=bool),
-            "meta": np.array(json.dumps(meta)),
         }
         if c.confusion is not None:
             arrays["confusion"] = c.confusion
-        save_npz(path, arrays)
+        save_versioned(path, _FORMAT, FORMAT_VERSION, meta, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Accumulator:
@@ -357,57 +365,50 @@ class Accumulator:
         Raises
         ------
         ValueError
-            When the file is not a fastseg accumulator, has another format version, or its
-            arrays do not agree with its metadata.
+            Naming the file and the problem: missing, empty, truncated or damaged, not a
+            fastseg accumulator, another format version, or arrays that do not agree
+            with its metadata (shapes; int64 hard counts, float64 soft sums).
         """
+        what = "accumulator"
+        meta, arrays = load_versioned(path, _FORMAT, (FORMAT_VERSION,), what=what)
         try:
-            with np.load(path, allow_pickle=False) as f:
-                meta = json.loads(str(f["meta"]))
-                arrays = {k: f[k] for k in f.files if k != "meta"}
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise ValueError(f"{path} is not a readable fastseg accumulator file: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not a fastseg accumulator file")
-        if meta.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{path} has accumulator format version {meta.get('version')!r}; this fastseg "
-                f"reads version {FORMAT_VERSION}"
+            options = {
+                k: meta[k]
+                for k in ("ignore_index", "class_axis", "class_names", "per_image", "soft")
+            }
+            # Options added after version 1 was defined: absent from older files.
+            options.update(
+                {k: meta[k] for k in ("threshold", "spatial_dims") if meta.get(k) is not None}
             )
-        try:
-            acc = cls(
-                meta["num_classes"],
-                ignore_index=meta["ignore_index"],
-                class_axis=meta["class_axis"],
-                class_names=meta["class_names"],
-                per_image=meta["per_image"],
-                soft=meta["soft"],
-            )
-            counts = Counts(
-                arrays["tp"],
-                arrays["pred"],
-                arrays["true"],
-                arrays.get("confusion"),
-                int(meta["ignored"]),
-            )
-            ids = [
-                str(i) if named else None
-                for i, named in zip(arrays["ids"], arrays["named"], strict=True)
-            ]
-            n_images = int(meta["n_images"])
+            acc = cls(meta["num_classes"], **options)
+            n_images = meta["n_images"]
+            if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 0:
+                raise ValueError(f"n_images is {n_images!r}")
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path} is a corrupt fastseg accumulator file: {exc}") from exc
+            raise corrupt_file(path, what, f"bad metadata ({type(exc).__name__}: {exc})") from exc
+        counts = counts_from_arrays(
+            path, what, arrays, meta.get("ignored"), soft=acc.soft, strict=True
+        )
         expected_rows = n_images if acc.per_image else 1
-        dtype = np.float64 if acc.soft else np.int64
-        if (
-            counts.num_classes != acc.num_classes
-            or counts.n_images != expected_rows
-            or counts.tp.dtype != dtype
-            or (acc.per_image and len(ids) != n_images)
-            or ((counts.confusion is None) != acc.soft)
-        ):
-            raise ValueError(
-                f"{path} is a corrupt fastseg accumulator file: arrays and metadata disagree"
+        if counts.num_classes != acc.num_classes or counts.n_images != expected_rows:
+            raise corrupt_file(
+                path,
+                what,
+                f"arrays and metadata disagree: counts of shape {counts.tp.shape} for "
+                f"{acc.num_classes} classes and {expected_rows} row(s)",
             )
+        names, named = arrays.get("ids"), arrays.get("named")
+        if (
+            names is None
+            or named is None
+            or names.ndim != 1
+            or names.dtype.kind != "U"
+            or named.dtype != bool
+            or named.shape != names.shape
+            or (acc.per_image and len(names) != n_images)
+        ):
+            raise corrupt_file(path, what, "arrays and metadata disagree: bad ids")
+        ids = [str(i) if n else None for i, n in zip(names, named, strict=True)]
         acc._parts = [counts]
         acc._ids = ids
         acc._n_images = n_images

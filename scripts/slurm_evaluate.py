@@ -33,7 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("true", help="truth store (path or URL)")
     p.add_argument("--pred-array", help="array inside the pred group")
     p.add_argument("--true-array", help="array inside the true group")
-    p.add_argument("--ignore-index", type=int, default=None, help="truth label to skip")
+    p.add_argument(
+        "--ignore-index",
+        type=int,
+        default=None,
+        help="truth label to skip (default: the truth store's ignore_index attribute)",
+    )
     p.add_argument("--preset", default=None, help="report convention (see README)")
     p.add_argument("--jobs", type=int, default=4, help="Slurm jobs to start (default 4)")
     p.add_argument("--cores", type=int, default=8, help="cores per job (default 8)")
@@ -75,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             client.wait_for_workers(1, timeout=1800)
             report = fastseg.evaluate(
                 args.pred, args.true, pred_array=args.pred_array, true_array=args.true_array,
-                ignore_index=args.ignore_index, scheduler=client, checkpoint=args.checkpoint,
+                ignore_index="store" if args.ignore_index is None else args.ignore_index,
+                scheduler=client, checkpoint=args.checkpoint,
                 preset=args.preset,
             )  # fmt: skip
         report.to_json(args.output)

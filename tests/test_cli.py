@@ -168,3 +168,206 @@ def test_channels_first_store_takes_its_class_axis_from_the_attributes(tmp_path,
     acc = Accumulator(4, ignore_index=255, class_axis=1, class_names=g.attrs["class_names"])
     expected = acc.update(g["true"][:], g["pred"][:]).compute().to_dict()
     assert out["summary"] == expected["summary"]
+
+
+# ------------------------------------------ every option checked before any compute
+
+
+@pytest.fixture
+def no_compute(monkeypatch):
+    """Make reaching the compute a test failure."""
+    import fastseg.dataset
+
+    def fail(*args, **kwargs):
+        pytest.fail("the graph was computed although an option was bad")
+
+    monkeypatch.setattr(fastseg.dataset, "_compute", fail)
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--preset", "mmsegg"], "argument --preset: invalid choice: 'mmsegg'"),
+        (["--exclude-class", "7"], "fastseg: error: --exclude-class: class 7 is out of range "
+                                   "for 5 classes (indices -5 to 4)"),
+        (["--exclude-class", "raod"], "fastseg: error: --exclude-class: unknown class name 'raod'; "
+         "known names: background, class1, class2, class3, class4 (or an index, 'background', "
+         "'last')"),
+        (["--workers", "0"], "fastseg: error: --workers 0: the local scheduler needs at least 1 "
+                             "thread"),
+        (["--plot", "{tmp}/r.xyz"], "fastseg: error: --plot {tmp}/r.xyz: matplotlib cannot write "
+                                    ".xyz files; use one of "),
+        (["--output", "{tmp}"], "fastseg: error: --output {tmp}: is a directory; give a file name"),
+        (["--output", "{tmp}/new/"], "fastseg: error: --output {tmp}/new/: is a directory"),
+        (["--output", "{tmp}/file.txt/r.json"], "fastseg: error: --output {tmp}/file.txt/r.json: "
+         "{tmp}/file.txt is a file, not a directory, so the file cannot be created there"),
+        (["--plot", "{tmp}/file.txt/sub/r.png"], "fastseg: error: --plot {tmp}/file.txt/sub/r.png: "
+         "{tmp}/file.txt is a file, not a directory"),
+        (["--num-classes", "6"], "fastseg: error: --num-classes 6 but PRED has 5 classes"),
+    ],
+)  # fmt: skip
+def test_bad_options_exit_2_before_any_compute(store, tmp_path, no_compute, capsys, extra,
+                                               message):  # fmt: skip
+    (tmp_path / "file.txt").write_text("not a directory")
+    extra = [x.replace("{tmp}", str(tmp_path)) for x in extra]
+    args = ["evaluate", str(store), str(store), "--no-progress",
+            "--checkpoint", str(tmp_path / "ck"), *extra]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message.replace("{tmp}", str(tmp_path)) in err
+    assert err.count("\n") == 1 or "usage:" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]  # nothing created
+
+
+def test_an_unreachable_scheduler_exits_2_within_seconds(store, no_compute, capsys):
+    pytest.importorskip("distributed")
+    import time
+
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    assert main(["evaluate", str(store), str(store), "--scheduler", address]) == 2
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastseg: error: --scheduler {address}: no Dask scheduler answered "
+                          "within 5 s")  # fmt: skip
+    assert err.count("\n") == 1
+
+
+def test_errors_use_the_cli_flag_names(store, tmp_path, no_compute, capsys):
+    # a label-map prediction and truth without a class count
+    labels = tmp_path / "labels.zarr"
+    g = zarr.open_group(labels, mode="w")
+    g.create_array("pred", shape=(2, 4, 4), dtype="u1")[:] = 0
+    g.create_array("true", shape=(2, 4, 4), dtype="u1")[:] = 0
+    assert main(["evaluate", str(labels), str(labels), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--num-classes N" in err
+    assert "num_classes" not in err
+    # a store attribute that is not an integer: named as the attribute, fixed with the flag
+    g.attrs["ignore_index"] = "void"
+    assert main(["evaluate", str(labels), str(labels), "--num-classes", "3"]) == 2
+    assert capsys.readouterr().err == (
+        "fastseg: error: the truth store's ignore_index attribute is 'void', not an integer; "
+        "pass --ignore-index K to override it\n"
+    )
+    # two arrays, neither named pred
+    other = tmp_path / "other.zarr"
+    g = zarr.open_group(other, mode="w")
+    g.create_array("a", shape=(2, 4, 4, 3), dtype="f4")
+    g.create_array("b", shape=(2, 4, 4, 3), dtype="f4")
+    assert main(["evaluate", str(other), str(store), "--no-progress"]) == 2
+    assert "(array path, e.g. --pred-array a)" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------- output targets
+
+
+def test_missing_output_directories_are_created(store, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "a" / "b" / "r.json"
+    plots = tmp_path / "plots"
+    assert main(["evaluate", str(store), str(store), "--format", "json", "--no-progress",
+                 "--output", str(out), "--plot", f"{plots}/"]) == 0  # fmt: skip
+    assert json.loads(out.read_text())["complete"] is True
+    assert (plots / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # an existing directory gets report.png too; another suffix, another format
+    assert main(["evaluate", str(store), str(store), "--no-progress", "--plot", str(plots),
+                 "--output", str(tmp_path / "r.txt")]) == 0  # fmt: skip
+    assert main(["evaluate", str(store), str(store), "--no-progress", "--plot",
+                 str(plots / "r.svg"), "--output", str(tmp_path / "r.txt")]) == 0  # fmt: skip
+    assert (plots / "r.svg").read_text().lstrip().startswith("<?xml")
+    assert sorted(p.name for p in plots.iterdir()) == ["r.svg", "report.png"]
+
+
+def test_a_missing_matplotlib_is_reported_up_front(store, tmp_path, no_compute, capsys,
+                                                    monkeypatch):  # fmt: skip
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib.backend_bases", None)  # import fails
+    assert main(["evaluate", str(store), str(store), "--plot", str(tmp_path / "r.png")]) == 2
+    assert capsys.readouterr().err == (
+        "fastseg: error: --plot needs matplotlib; install the plot extra: "
+        "pip install 'fastseg[plot]'\n"
+    )
+
+
+def test_output_to_a_named_pipe_writes_into_it(store, tmp_path, capsys):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    assert main(["evaluate", str(store), str(store), "--format", "json", "--no-progress",
+                 "--output", str(fifo)]) == 0  # fmt: skip
+    reader.join(30)
+    assert fifo.is_fifo()  # written into, not replaced by a regular file
+    assert json.loads(received[0])["complete"] is True
+
+
+# ------------------------------------------------------------- --exclude-class
+
+
+def test_exclude_class_takes_names_background_last_and_negative_indices(store, capsys):
+    args = ["evaluate", str(store), str(store), "--format", "json", "--no-progress",
+            "--exclude-class"]  # fmt: skip
+    assert main([*args, "class2", "background", "last"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = _in_memory_report(store, exclude=[2, 0, "last"])
+    assert out["summary"]["miou"] == pytest.approx(expected.miou, rel=1e-12)
+    assert out["policy"]["excluded"] == [0, 2, 4]
+    assert main([*args, "-2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["policy"]["excluded"] == [3]
+    assert out["summary"]["miou"] == pytest.approx(_in_memory_report(store, exclude=[3]).miou)
+
+
+# ------------------------------------------------------------ batch-job manners
+
+
+def test_progress_off_a_terminal_is_plain_lines(store, monkeypatch, capsys):
+    import fastseg.progress
+
+    monkeypatch.setattr(fastseg.progress, "DELAY", 0.0)
+    monkeypatch.setattr(fastseg.progress, "INTERVAL", 0.0)
+    assert main(["evaluate", str(store), str(store), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["complete"] is True
+    assert "\r" not in captured.err
+    assert "\x1b" not in captured.err
+    lines = captured.err.splitlines()
+    assert 1 <= len(lines) <= 7  # 6 blocks
+    assert lines[-1].startswith("fastseg: 6/6 blocks (100%), ")
+
+
+def test_synth_progress_off_a_terminal_is_plain_lines(tmp_path, monkeypatch, capsys):
+    import fastseg.progress
+
+    monkeypatch.setattr(fastseg.progress, "DELAY", 0.0)
+    assert main(["synth", str(tmp_path / "s.zarr"), "--images", "3", "--size", "8", "8",
+                 "--classes", "3"]) == 0  # fmt: skip
+    assert capsys.readouterr().err == "fastseg: 3/3 images (100%), 0s elapsed\n"
+
+
+def test_verbose_says_how_many_blocks_were_resumed(store, tmp_path, capsys, caplog):
+    import logging
+
+    args = ["evaluate", str(store), str(store), "--no-progress", "-v",
+            "--checkpoint", str(tmp_path / "ck")]  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="fastseg"):
+        assert main(args) == 0
+        assert f"checkpoint {tmp_path / 'ck'}: 0 of 6 blocks resumed, 6 to count" in caplog.text
+        caplog.clear()
+        assert main(args) == 0
+        assert f"checkpoint {tmp_path / 'ck'}: 6 of 6 blocks resumed, 0 to count" in caplog.text
+        assert "ignore index 255, from the truth store's attributes" in caplog.text

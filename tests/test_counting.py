@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 import fastseg
 import fastseg.inputs
 from fastseg import Counts, kernels
+from fastseg.counting import count_prepared
+from fastseg.inputs import prepare
 
 # --------------------------------------------------------------------------------------
 # Reference
@@ -284,7 +286,7 @@ def test_label_map_prediction_with_one_hot_truth():
 
 
 def test_label_map_docstring_example():
-    cm = fastseg.confusion_matrix(np.array([[0, 1, 1]]), np.array([[0, 0, 1]]), num_classes=2)
+    cm = fastseg.confusion_matrix(np.array([[[0, 1, 1]]]), np.array([[[0, 0, 1]]]), num_classes=2)
     np.testing.assert_array_equal(cm, [[1, 0], [1, 1]])
 
 
@@ -318,7 +320,7 @@ def test_infinite_scores():
         [[[-np.inf, np.inf, np.inf], [-np.inf, -np.inf, -np.inf], [1, np.inf, 0]]], np.float32
     )
     truth = np.array([[1, 0, 2]])
-    c = fastseg.counts(truth, scores)
+    c = fastseg.counts(truth[:, None], scores[:, None])
     assert_counts(c, truth, [[1, 0, 1]], 3)
 
 
@@ -353,11 +355,13 @@ def test_signed_zero_ties(dtype):
         [[[-0.0, 0.0, -1.0], [0.0, -0.0, -1.0], [-1.0, -0.0, 0.0], [-1.0, 0.0, -0.0]]], dtype
     )
     np.testing.assert_array_equal(np.argmax(scores, -1), [[0, 0, 1, 1]])
-    c = fastseg.counts(np.array([[0, 1, 1, 2]]), scores)
+    c = fastseg.counts(np.array([[[0, 1, 1, 2]]]), scores[:, None])
     np.testing.assert_array_equal(c.pred, [[2, 2, 0]])
     np.testing.assert_array_equal(c.confusion, [[1, 0, 0], [1, 1, 0], [0, 1, 0]])
     c = fastseg.counts(
-        np.array([[0, 1, 1, 2]]), np.ascontiguousarray(np.moveaxis(scores, -1, 1)), class_axis=1
+        np.array([[[0, 1, 1, 2]]]),
+        np.ascontiguousarray(np.moveaxis(scores, -1, 1))[:, :, None],
+        class_axis=1,
     )
     np.testing.assert_array_equal(c.pred, [[2, 2, 0]])
 
@@ -369,7 +373,7 @@ def test_negative_float16_order():
     )
     pred = np.argmax(scores, -1)
     np.testing.assert_array_equal(pred, [[1, 2, 2]])
-    c = fastseg.counts(np.array([[0, 1, 2]]), scores)
+    c = fastseg.counts(np.array([[[0, 1, 2]]]), scores[:, None])
     assert_counts(c, [[0, 1, 2]], pred, 3)
 
 
@@ -437,19 +441,19 @@ def test_ignore_index_numpy_integer_and_negative():
 def test_prediction_at_ignored_pixels_is_not_read():
     # Ignored pixels are "skipped entirely" (Counts / counts docstrings): whatever the
     # prediction holds there must not matter, as in the soft sums, which skip them.
-    truth = np.array([[0, 1, 255, 2, 255]])
-    scores = one_hot([[0, 1, 1, 2, 0]], 3)
-    scores[0, 2, :] = np.nan  # NaN prediction under an ignored truth pixel
+    truth = np.array([[[0, 1, 255, 2, 255]]])
+    scores = one_hot([[[0, 1, 1, 2, 0]]], 3)
+    scores[0, 0, 2, :] = np.nan  # NaN prediction under an ignored truth pixel
     soft = fastseg.counts(truth, scores, ignore_index=255, soft=True)
     np.testing.assert_array_equal(soft.tp, [[1.0, 1.0, 1.0]])
     hard = fastseg.counts(truth, scores, ignore_index=255)
-    assert_counts(hard, truth, [[0, 1, 1, 2, 0]], 3, truth != 255)
+    assert_counts(hard, truth, [[[0, 1, 1, 2, 0]]], 3, truth != 255)
 
 
 def test_predicted_label_at_ignored_pixels_is_not_read():
     # A predicted label map often carries the ignore value where the truth has it.
-    truth = np.array([[0, 1, 255, 2, 255]])
-    pred = np.array([[0, 1, 255, 2, 255]])
+    truth = np.array([[[0, 1, 255, 2, 255]]])
+    pred = np.array([[[0, 1, 255, 2, 255]]])
     c = fastseg.counts(truth, pred, num_classes=3, ignore_index=255)
     assert_counts(c, truth, np.where(pred == 255, 0, pred), 3, truth != 255)
 
@@ -464,8 +468,13 @@ def test_everything_ignored():
 
 
 # --------------------------------------------------------------------------------------
-# One class: the post's "> 0" rule
+# One class: the post's "> 0" rule (the post-compatible API only; elsewhere one channel
+# needs threshold=, tests/test_kind_rules.py)
 # --------------------------------------------------------------------------------------
+
+
+def post_counts(y_true, y_pred, **kwargs):
+    return count_prepared(prepare(y_true, y_pred, post=True, **kwargs))
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "channels_first", "float16"])
@@ -477,15 +486,15 @@ def test_one_class_threshold(layout):
     pred_labels = np.where(scores[..., 0] > 0, 0, 1)
     true_labels = np.where(truth[..., 0] > 0, 0, 1)
     if layout == "channels_last":
-        c = fastseg.counts(truth.astype(np.float32), scores.astype(np.float32))
+        c = post_counts(truth.astype(np.float32), scores.astype(np.float32))
     elif layout == "channels_first":
-        c = fastseg.counts(
+        c = post_counts(
             np.ascontiguousarray(np.moveaxis(truth, -1, 1), np.float32),
             np.ascontiguousarray(np.moveaxis(scores, -1, 1), np.float32),
             class_axis=1,
         )
     else:
-        c = fastseg.counts(truth.astype(np.float16), scores.astype(np.float16))
+        c = post_counts(truth.astype(np.float16), scores.astype(np.float16))
     assert_counts(c, true_labels, pred_labels, 1)
     assert c.tp.sum() == ((scores > 0) & (truth > 0)).sum()
     assert c.pred.sum() == (scores > 0).sum()
@@ -495,7 +504,7 @@ def test_one_class_threshold(layout):
 def test_one_class_label_map_truth():
     # With one class the only valid truth label is 0: every pixel is the class.
     scores = np.array([[[[1.0], [-1.0]], [[0.0], [3.0]]]], np.float32)
-    c = fastseg.counts(np.zeros((1, 2, 2), np.int64), scores)
+    c = post_counts(np.zeros((1, 2, 2), np.int64), scores)
     np.testing.assert_array_equal(c.tp, [[2]])
     np.testing.assert_array_equal(c.pred, [[2]])
     np.testing.assert_array_equal(c.true, [[4]])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 
 import numpy as np
 import pytest
+from conftest import DAMAGES, DATA, golden_counts
 
 import fastseg
 from fastseg import Counts
-from fastseg.counts import FORMAT_VERSION
+from fastseg.counts import FORMAT_VERSION, load_versioned, save_versioned
 
 
 def hard(seed=0, b=2, n=3, ignored=0):
@@ -188,3 +191,121 @@ def test_load_of_a_non_npz_file_raises(tmp_path):
         Counts.load(path)
     with pytest.raises(ValueError, match="is not a fastseg counts file"):
         Counts.load(tmp_path / "missing.npz")
+
+
+# ----------------------------------------------------- files: names, damage, versions
+
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+def test_golden_version_1_files_still_load(soft):
+    name = "counts_soft_v1.npz" if soft else "counts_hard_v1.npz"
+    loaded = Counts.load(DATA / name)
+    expected = golden_counts(soft)
+    assert loaded == expected
+    assert loaded.ignored == expected.ignored
+    assert loaded.soft is soft
+    assert loaded.tp.dtype == (np.float64 if soft else np.int64)
+
+
+def test_save_writes_exactly_the_path_given(tmp_path):
+    c = hard(6, ignored=2)
+    for name in ("x", "counts.bin", "c.npz"):
+        c.save(tmp_path / name)
+        assert Counts.load(tmp_path / name) == c
+        c.save(str(tmp_path / name))
+        assert Counts.load(str(tmp_path / name)) == c
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "counts.bin", "x"]
+
+
+def test_a_failed_save_keeps_the_earlier_file(tmp_path, monkeypatch):
+    path = tmp_path / "counts.npz"
+    hard(1).save(path)
+    before = path.read_bytes()
+
+    def full(file, **arrays):
+        file.write(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        hard(2).save(path)
+    assert info.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["counts.npz"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_or_foreign_file_is_a_value_error_naming_it(tmp_path, damaged, how):
+    good = tmp_path / "good.npz"
+    hard(3).save(good)
+    path = damaged(good, how)
+    with pytest.raises(ValueError, match="counts file") as info:
+        Counts.load(path)
+    message = str(info.value)
+    assert str(path) in message
+    expected = {
+        "truncated": "truncated or damaged",
+        "random bytes": r"not an \.npz \(zip\) archive",
+        "empty": "the file is empty",
+        "corrupted": "truncated or damaged",
+        "other program's npz": r"no 'meta' entry \(an \.npz holding tp, weights\)",
+        "npy": r"not an \.npz \(zip\) archive",
+        "meta not JSON": "'meta' entry is not fastseg metadata",
+        "meta not an object": "metadata is list, not a JSON object",
+        "missing": r"cannot be read \(No such file or directory\)",
+        "directory": r"cannot be read \(Is a directory\)",
+    }[how]
+    assert re.search(expected, message), message
+    # Never the exception of the layer below.
+    assert type(info.value) is ValueError
+
+
+def test_counts_whose_arrays_disagree_are_refused(tmp_path):
+    c = hard(4)
+    path = tmp_path / "c.npz"
+    cases = {
+        "hard counts with pred of dtype float64": {
+            "tp": c.tp, "pred": c.pred.astype(float), "true": c.true, "confusion": c.confusion
+        },
+        "confusion matrix of dtype float64": {
+            "tp": c.tp, "pred": c.pred, "true": c.true, "confusion": c.confusion.astype(float)
+        },
+        r"array\(s\) true missing": {"tp": c.tp, "pred": c.pred},
+        "must share one": {"tp": c.tp, "pred": c.pred[:1], "true": c.true},
+    }
+    for message, arrays in cases.items():
+        save_versioned(path, "fastseg.counts", FORMAT_VERSION, {"ignored": 0}, arrays)
+        with pytest.raises(ValueError, match=f"{re.escape(str(path))} is a corrupt fastseg "
+                                             f"counts file: .*{message}"):  # fmt: skip
+            Counts.load(path)
+    s = soft(4)
+    save_versioned(path, "fastseg.counts", FORMAT_VERSION, {"ignored": 0, "soft": False},
+                   {"tp": s.tp, "pred": s.pred, "true": s.true})  # fmt: skip
+    with pytest.raises(ValueError, match="hard counts with tp of dtype float64"):
+        Counts.load(path)
+    save_versioned(path, "fastseg.counts", FORMAT_VERSION, {"ignored": -1},
+                   {"tp": c.tp, "pred": c.pred, "true": c.true})  # fmt: skip
+    with pytest.raises(ValueError, match="ignored pixels -1 is not a count"):
+        Counts.load(path)
+
+
+def test_versioned_files_round_trip_and_name_their_problems(tmp_path):
+    path = tmp_path / "thing"
+    arrays = {"a": np.arange(4), "b": np.eye(2)}
+    assert save_versioned(path, "fastseg.thing", 3, {"x": [1, "y"]}, arrays) == path
+    meta, loaded = load_versioned(path, "fastseg.thing", (2, 3), what="thing")
+    assert meta == {"format": "fastseg.thing", "version": 3, "x": [1, "y"]}
+    assert loaded.keys() == arrays.keys()
+    np.testing.assert_array_equal(loaded["b"], np.eye(2))
+    with pytest.raises(ValueError, match=r"is not a fastseg other file: unsupported other "
+                                         r"format \(format 'fastseg.thing'; expected "
+                                         r"'fastseg.other'\)"):  # fmt: skip
+        load_versioned(path, "fastseg.other", (3,), what="other")
+    with pytest.raises(ValueError, match=r"has unsupported thing format version 3; this "
+                                         r"fastseg reads version 1, 2; it was written by a "
+                                         r"newer fastseg: upgrade fastseg"):  # fmt: skip
+        load_versioned(path, "fastseg.thing", (1, 2), what="thing")
+    with pytest.raises(ValueError, match=r"version 3; this fastseg reads version 4$"):
+        load_versioned(path, "fastseg.thing", (4,), what="thing")
+    with pytest.raises(ValueError, match="reserved"):
+        save_versioned(path, "fastseg.thing", 1, {}, {"meta": np.arange(2)})
+

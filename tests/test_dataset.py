@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -436,3 +437,433 @@ def test_evaluate_takes_a_scheduler_address(cluster, tmp_path):
     local = fastseg.evaluate(path, path, ignore_index=255, progress=False)
     assert remote.to_dict()["summary"] == local.to_dict()["summary"]
     assert remote.to_dict()["confusion_matrix"] == local.to_dict()["confusion_matrix"]
+
+
+# ------------------------------------------------- options checked before any compute
+
+
+@pytest.fixture
+def no_compute(monkeypatch):
+    """Make reaching the compute a test failure."""
+    import fastseg.dataset as d
+
+    def fail(*args, **kwargs):
+        pytest.fail("the graph was computed although an option was bad")
+
+    monkeypatch.setattr(d, "_compute", fail)
+
+
+NAMES = ["sky", "road", "car", "tree", "void"]
+LAST_ = "last"
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"preset": "mmsegg"}, ValueError, "unknown preset 'mmsegg'; choose one of"),
+        ({"aggregation": "images"}, ValueError, "aggregation must be one of"),
+        ({"exclude": [5]}, ValueError, "exclude: class 5 is out of range for 5 classes"),
+        ({"exclude": ["raod"], "class_names": NAMES}, ValueError,
+         "exclude: unknown class name 'raod'; known names: sky, road, car, tree, void"),
+        ({"exclude": ["road"]}, ValueError, "there are no class names to look it up in"),
+        ({"class_names": ["a", "b"]}, ValueError, "class_names has 2 entries for 5 classes"),
+        ({"class_names": "abcde"}, TypeError, "class_names must be a sequence of str"),
+        ({"workers": 0}, ValueError, "workers=0: the local scheduler needs at least 1 thread"),
+        ({"workers": 1.5}, TypeError, "workers=1.5: the number of threads must be an integer"),
+    ],
+)  # fmt: skip
+def test_bad_options_are_refused_before_any_compute(tmp_path, no_compute, options, error,
+                                                    message):  # fmt: skip
+    truth, scores = _data(30)
+    path = _store(tmp_path / "ds.zarr", truth, scores, pred_chunks=(2, 24, 20, N),
+                  true_chunks=(2, 24, 20))  # fmt: skip
+    with pytest.raises(error, match=re.escape(message)):
+        fastseg.evaluate(path, path, checkpoint=tmp_path / "ck", progress=False, **options)
+    assert not (tmp_path / "ck").exists()  # refused before the checkpoint was started
+
+
+def test_plan_resolves_the_policy_against_the_class_names(tmp_path):
+    truth, scores = _data(31)
+    path = _store(tmp_path / "ds.zarr", truth, scores, pred_chunks=(2, 24, 20, N),
+                  true_chunks=(2, 24, 20))  # fmt: skip
+    zarr.open_group(path, mode="r+").attrs["class_names"] = NAMES
+    p = plan(path, path, preset="post_standard", exclude=["road", "background", LAST_])
+    assert p.class_names == NAMES
+    assert p.policy == fastseg.Policy(aggregation="image", smooth=0.001, exclude=(1, 0, "last"))
+    report = fastseg.evaluate(path, path, ignore_index=255, exclude=["road", "last"],
+                              progress=False)  # fmt: skip
+    expected = Accumulator(N, ignore_index=255, class_names=NAMES).update(truth, scores)
+    assert report.to_dict() | {"meta": None} == expected.compute(exclude=[1, "last"]).to_dict() | {
+        "meta": None}  # fmt: skip
+    assert report.kept.tolist() == [True, False, True, True, False]
+
+
+def test_store_attributes_are_the_library_defaults(tmp_path, caplog):
+    truth, scores = _data(32)
+    path = _store(tmp_path / "ds.zarr", truth, scores, pred_chunks=(2, 24, 20, N),
+                  true_chunks=(2, 24, 20))  # fmt: skip
+    g = zarr.open_group(path, mode="r+")
+    g.attrs.update({"ignore_index": 255, "num_classes": N, "class_axis": -1})
+    with caplog.at_level(logging.INFO, logger="fastseg"):
+        report = fastseg.evaluate(path, path, progress=False)
+    assert "ignore index 255, from the truth store's attributes" in caplog.text
+    expected = Accumulator(N, ignore_index=255).update(truth, scores).compute()
+    assert report.ignored == expected.ignored > 0
+    assert report.miou == expected.miou
+    # None says "ignore nothing": then the 255 labels are out of range, named with their block
+    with pytest.raises(ValueError, match="255"):
+        fastseg.evaluate(path, path, ignore_index=None, progress=False)
+    g.attrs["ignore_index"] = "void"
+    with pytest.raises(ValueError, match="the truth store's ignore_index attribute is 'void', "
+                                         "not an integer; pass ignore_index=K"):  # fmt: skip
+        plan(path, path)
+    # a stale attribute is named in the error it causes
+    g.attrs.update({"ignore_index": 255, "num_classes": N + 1})
+    with pytest.raises(ValueError, match="num_classes=6 from the truth store's attributes"):
+        plan(path, path)
+
+
+def test_an_unreachable_scheduler_fails_within_seconds(tmp_path, no_compute):
+    pytest.importorskip("distributed")
+    import socket
+    import time
+
+    from fastseg.dataset import SchedulerConnectionError
+
+    with socket.socket() as s:  # a free port: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    truth, scores = _data(33)
+    started = time.monotonic()
+    with pytest.raises(SchedulerConnectionError,
+                       match=f"scheduler='tcp://127.0.0.1:{port}': no Dask scheduler answered"):
+        fastseg.evaluate(scores, truth, ignore_index=255, scheduler=f"tcp://127.0.0.1:{port}",
+                         checkpoint=tmp_path / "ck")  # fmt: skip
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "ck").exists()
+    with pytest.raises(ValueError, match="is not a scheduler address"):
+        fastseg.evaluate(scores, truth, ignore_index=255, scheduler="tcp://nowhere")
+
+
+# ------------------------------------------------------------------------ progress
+
+_LINE = re.compile(r"fastseg: \d+/\d+ blocks \(\d+%\), (\d+h)?(\d+m)?\d+s elapsed(, ~.* left)?")
+
+
+def test_progress_off_a_terminal_is_a_few_plain_lines(monkeypatch, capsys):
+    import fastseg.progress
+
+    monkeypatch.setattr(fastseg.progress, "DELAY", 0.0)
+    monkeypatch.setattr(fastseg.progress, "INTERVAL", 0.0)  # a line every 5 % of the blocks
+    truth, scores = _data(34, b=20, h=16, w=16)
+    lazy = da.from_array(scores, chunks=(1, 4, 8, N))  # 160 blocks
+    report = fastseg.evaluate(lazy, truth, ignore_index=255, workers=2)
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "\r" not in err
+    assert "\x1b" not in err
+    assert 2 <= len(lines) <= 21
+    assert all(_LINE.fullmatch(line) for line in lines), lines
+    assert lines[-1].startswith("fastseg: 160/160 blocks (100%), ")
+    assert report.miou == Accumulator(N, ignore_index=255).update(truth, scores).compute().miou
+
+
+def test_progress_false_prints_nothing(monkeypatch, capsys):
+    import fastseg.progress
+
+    monkeypatch.setattr(fastseg.progress, "DELAY", 0.0)
+    monkeypatch.setattr(fastseg.progress, "INTERVAL", 0.0)
+    truth, scores = _data(35, b=4)
+    fastseg.evaluate(da.from_array(scores, chunks=(1, 24, 20, N)), truth, ignore_index=255,
+                     progress=False)  # fmt: skip
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_lines_stay_sparse_over_a_long_run():
+    import io
+
+    from fastseg.progress import Progress
+
+    now = [0.0]
+    out = io.StringIO()
+    with Progress(4800, stream=out, clock=lambda: now[0]) as bar:
+        assert not bar.live
+        for _ in range(4800):  # one hour
+            now[0] += 0.75
+            bar.update()
+    text = out.getvalue()
+    assert len(text) < 2000  # a few KB per hour at most
+    assert text.count("\n") == 21
+    assert "\r" not in text
+    assert text.splitlines()[1] == "fastseg: 280/4800 blocks (5%), 3m30s elapsed, ~56m30s left"
+    assert text.splitlines()[-1] == "fastseg: 4800/4800 blocks (100%), 1h00m elapsed"
+
+
+def test_a_terminal_gets_a_live_bar_and_plain_lines_without_tqdm(monkeypatch):
+    import io
+
+    import fastseg.progress
+    from fastseg.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    pytest.importorskip("tqdm")
+    screen = Terminal()
+    with Progress(10, stream=screen, delay=0) as bar:
+        assert bar.live
+        for _ in range(10):
+            bar.update()
+    assert "10/10" in screen.getvalue()
+    assert "\r" in screen.getvalue()  # redrawn in place
+    monkeypatch.setattr(fastseg.progress, "_tqdm", lambda: None)
+    screen = Terminal()
+    with Progress(10, stream=screen, delay=0) as bar:
+        assert not bar.live
+        for _ in range(10):
+            bar.update()
+    assert screen.getvalue() == "fastseg: 10/10 blocks (100%), 0s elapsed\n"
+
+
+def test_progress_under_a_distributed_scheduler_is_plain_and_exact(cluster, monkeypatch, capsys):
+    import fastseg.progress
+
+    monkeypatch.setattr(fastseg.progress, "DELAY", 0.0)
+    monkeypatch.setattr(fastseg.progress, "INTERVAL", 0.0)
+    truth, scores = _data(36, b=12)
+    lazy = da.from_array(scores, chunks=(1, 12, 20, N))  # 24 blocks
+    remote = fastseg.evaluate(lazy, truth, ignore_index=255, scheduler=cluster)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert "\x1b" not in err
+    assert err.splitlines()[-1].startswith("fastseg: 24/24 blocks (100%), ")
+    assert all(_LINE.fullmatch(line) for line in err.splitlines())
+    local = fastseg.evaluate(lazy, truth, ignore_index=255, progress=False)
+    assert remote.to_dict()["summary"] == local.to_dict()["summary"]
+    assert remote.to_dict()["confusion_matrix"] == local.to_dict()["confusion_matrix"]
+    assert remote.to_dict()["classes"] == local.to_dict()["classes"]
+
+
+# ----------------------------------------------------------------- kernel compile
+
+
+def test_a_slow_first_compile_is_announced_once(monkeypatch, capsys):
+    import time
+
+    from numba.core import event
+
+    import fastseg.counting
+
+    real = fastseg.counting.count_prepared
+    calls = []
+
+    def first_call_slow(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # compiles, as with a cold Numba cache
+            with event.trigger_event("numba:compile", data={}):
+                time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fastseg.counting, "count_prepared", first_call_slow)
+    truth, scores = _data(37, b=4)
+    fastseg.evaluate(scores, truth, ignore_index=255)
+    assert capsys.readouterr().err == (
+        "fastseg: compiling kernels for float16 channels-last scores and uint8 label maps "
+        "(once, ~10 s; cached afterwards)\n"
+    )
+    fastseg.evaluate(scores, truth, ignore_index=255)  # compiled now: nothing to say
+    assert capsys.readouterr().err == ""
+    calls.clear()
+    first = np.ascontiguousarray(np.moveaxis(scores, -1, 1)).astype(np.float32)
+    fastseg.evaluate(first, truth, ignore_index=255, class_axis=1, soft=True)
+    assert capsys.readouterr().err == (
+        "fastseg: compiling soft kernels for float32 channels-first scores and uint8 label "
+        "maps (once, ~10 s; cached afterwards)\n"
+    )
+    calls.clear()
+    fastseg.evaluate(scores, truth, ignore_index=255, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_slow_load_from_the_cache_is_not_announced(monkeypatch, capsys):
+    import time
+
+    import fastseg.counting
+
+    real = fastseg.counting.count_prepared
+    calls = []
+
+    def first_call_slow(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # loads from Numba's disk cache: slow, but no compile
+            time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fastseg.counting, "count_prepared", first_call_slow)
+    truth, scores = _data(39, b=4)
+    fastseg.evaluate(scores, truth, ignore_index=255)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_warm_up_input_is_made_like_the_blocks():
+    truth, scores = _data(38, b=4)
+    first = np.ascontiguousarray(np.moveaxis(scores, -1, 1))
+    p = plan(first, truth.astype(np.int32), ignore_index=255, class_axis=1)
+    pred, true = p.example
+    assert (pred.shape, pred.dtype) == ((1, N, 2, 2), np.float16)
+    assert (true.shape, true.dtype) == ((1, 2, 2), np.int32)
+    assert pred.flags.c_contiguous
+    assert pred.flags.writeable
+    assert (p.kinds, p.class_axis) == (("scores", "labels"), 1)
+
+
+# ------------------------------------------- checkpoints: locations, lost manifests, reruns
+
+import json  # noqa: E402
+import stat  # noqa: E402
+
+from fastseg._files import current_umask  # noqa: E402
+
+
+def _four_blocks(tmp_path, seed, name="ds.zarr", truth=None):
+    """A store of 4 images, one block each, and its in-memory counts."""
+    t, scores = _data(seed, b=4)
+    truth = t if truth is None else truth
+    path = _store(tmp_path / name, truth, scores, pred_chunks=(1, 24, 20, N),
+                  true_chunks=(1, 24, 20))  # fmt: skip
+    return path, _expected(truth, scores)
+
+
+def _run(pred, ckpt, **kwargs):
+    kwargs.setdefault("ignore_index", 255)
+    return fastseg.evaluate(pred, pred, checkpoint=ckpt, progress=False, scheduler="sync",
+                            **kwargs)  # fmt: skip
+
+
+def _same_counts(report, expected):
+    np.testing.assert_array_equal(report.counts.tp, expected.tp)
+    np.testing.assert_array_equal(report.counts.true, expected.true)
+    np.testing.assert_array_equal(report.counts.confusion, expected.confusion)
+
+
+def test_a_checkpoint_resumes_whatever_the_store_path_spelling(tmp_path, monkeypatch):
+    path, expected = _four_blocks(tmp_path, 40)
+    (tmp_path / "link.zarr").symlink_to(path)
+    monkeypatch.chdir(tmp_path)
+    ck = tmp_path / "ck"
+    first = _run("./ds.zarr", ck)
+    assert first.to_dict()["meta"]["blocks_resumed"] == 0
+    _same_counts(first, expected)
+    for spelling in ("ds.zarr", str(path), "./ds.zarr/", str(tmp_path / "link.zarr")):
+        again = _run(spelling, ck)
+        meta = again.to_dict()["meta"]
+        assert meta["blocks_resumed"] == 4, spelling
+        assert meta["pred"].startswith(spelling)  # reports say what was typed
+        _same_counts(again, expected)
+    manifest = json.loads((ck / "manifest.json").read_text())
+    assert manifest["fingerprint"]["pred"] == f"{os.path.realpath(path)}/pred"
+    assert manifest["fingerprint"]["true"] == f"{os.path.realpath(path)}/true"
+    readable = 0o666 & ~current_umask()
+    for f in [ck / "manifest.json", *(ck / "blocks").iterdir()]:
+        assert stat.S_IMODE(f.stat().st_mode) == readable, f
+
+
+def test_blocks_of_other_inputs_are_not_reused_when_the_manifest_is_gone(tmp_path):
+    a, expected_a = _four_blocks(tmp_path, 41, "a.zarr")
+    b, expected_b = _four_blocks(tmp_path, 42, "b.zarr")
+    ck = tmp_path / "ck"
+    _run(a, ck)
+    (ck / "manifest.json").unlink()
+    refused = (rf"checkpoint {re.escape(str(ck))} has no manifest.json, and .* holds 4 "
+               r"block\(s\) of another evaluation .*Delete .* or use another checkpoint "
+               r"directory")  # fmt: skip
+    with pytest.raises(ValueError, match=refused):
+        _run(b, ck)  # other inputs
+    with pytest.raises(ValueError, match=refused):
+        _run(a, ck, ignore_index=None)  # other options
+    assert not (ck / "manifest.json").exists()
+    again = _run(a, ck)  # the blocks' own inputs and options: reused
+    assert again.to_dict()["meta"]["blocks_resumed"] == 4
+    _same_counts(again, expected_a)
+    import shutil
+
+    shutil.rmtree(ck)
+    _same_counts(_run(b, ck), expected_b)
+
+
+def test_a_run_that_failed_on_its_first_block_does_not_block_the_corrected_rerun(
+    tmp_path, caplog
+):
+    path, expected = _four_blocks(tmp_path, 43)
+    ck = tmp_path / "ck"
+    with pytest.raises(ValueError, match=r"block \(\d, 0, 0, 0\) .*labels outside \[0, 5\)"):
+        _run(path, ck, ignore_index=None)  # forgot the ignore index: 255 is no class
+    assert list((ck / "blocks").iterdir()) == []
+    with caplog.at_level(logging.WARNING, logger="fastseg"):
+        report = _run(path, ck)
+    assert "left by a failed run" in caplog.text
+    assert "replacing its manifest" in caplog.text
+    _same_counts(report, expected)
+    assert json.loads((ck / "manifest.json").read_text())["fingerprint"]["ignore_index"] == 255
+
+
+def test_a_failed_run_with_finished_blocks_says_exactly_how_to_proceed(tmp_path, monkeypatch):
+    truth, _ = _data(44, b=4)
+    truth[truth == 255] = 0  # no ignored label: ignore_index=None counts every block
+    path, expected = _four_blocks(tmp_path, 44, truth=truth)
+    ck = tmp_path / "ck"
+    import fastseg.dataset as d
+
+    real, calls = d._count_block, []
+
+    def fails_fourth(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 4:
+            raise ValueError("the fourth block fails")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(d, "_count_block", fails_fourth)
+    with pytest.raises(ValueError, match="the fourth block fails"):
+        _run(path, ck, ignore_index=None)
+    monkeypatch.setattr(d, "_count_block", real)
+    assert len(list((ck / "blocks").glob("*.npz"))) == 3
+    with pytest.raises(ValueError, match="finished block") as info:
+        _run(path, ck)
+    assert str(info.value) == (
+        f"checkpoint {ck} holds 3 finished block(s) of an evaluation of other inputs or "
+        "options (differs in: ignore_index; ignore_index: null there, 255 here): they cannot "
+        f"be used here. To evaluate these inputs with these options, delete {ck} to start "
+        "over, or use another checkpoint directory (--checkpoint)"
+    )
+    import shutil
+
+    shutil.rmtree(ck)
+    _same_counts(_run(path, ck), expected)
+
+
+def test_a_corrupt_block_is_named_and_stray_files_are_ignored(tmp_path, caplog):
+    path, expected = _four_blocks(tmp_path, 45)
+    ck = tmp_path / "ck"
+    _run(path, ck)
+    block = ck / "blocks" / "2_0_0_0.npz"
+    block.write_bytes(block.read_bytes()[: block.stat().st_size // 2])
+    strays = ["notes.txt", "foo.npz", "1_2.npz.bak", "9_0_0_0.npz", "1_0.npz"]
+    for name in strays:
+        (ck / "blocks" / name).write_text("not a block of this run")
+    with pytest.raises(ValueError, match="unusable") as info:
+        _run(path, ck)
+    message = str(info.value)
+    assert message.startswith(f"checkpoint block (2, 0, 0, 0) is unusable: {block} is not a "
+                              "readable fastseg checkpoint block file")  # fmt: skip
+    assert message.endswith(f"Delete {block} to recompute that block")
+    block.unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="fastseg"):
+        report = _run(path, ck)
+    assert report.to_dict()["meta"]["blocks_resumed"] == 3
+    _same_counts(report, expected)
+    [warning] = [r.getMessage() for r in caplog.records if "ignoring" in r.getMessage()]
+    assert "ignoring 5 file(s)" in warning
+    for name in strays:
+        assert name in warning

@@ -45,8 +45,13 @@ def test_two_dimensional_scores():
 
 
 def test_one_dimensional_label_maps():
-    with pytest.raises(ValueError, match=r"y_pred has shape \(5,\).*batch axis"):
+    with pytest.raises(ValueError, match=r"have shape \(5,\).*batch.*spatial_dims=1"):
         fastseg.counts(np.arange(5) % 2, np.arange(5) % 2, num_classes=2)
+    # (B, P) label maps are 1-D data: counted only when asked.
+    with pytest.raises(ValueError, match=r"spatial_dims=1"):
+        fastseg.counts(LABELS[:, 0], LABELS[:, 0], num_classes=3)
+    c = fastseg.counts(LABELS[:, 0], LABELS[:, 0], num_classes=3, spatial_dims=1)
+    assert c.tp.sum() == LABELS[:, 0].size
 
 
 def test_empty_arrays():
@@ -97,10 +102,16 @@ def test_both_label_maps_need_num_classes():
 
 
 def test_same_shape_integer_arrays_are_ambiguous():
-    for kw in ({}, {"num_classes": 3, "class_axis": -1}):
-        with pytest.raises(ValueError, match=r"num_classes=N.*class_axis=K") as info:
-            fastseg.counts(LABELS, LABELS, **kw)
-        assert "same shape" in str(info.value)
+    # (B, H, W, C) integers: label-map volumes or one-hot images; nothing says which.
+    volumes = LABELS[..., None].repeat(4, axis=-1)
+    with pytest.raises(ValueError, match=r"num_classes=N.*class_axis=K") as info:
+        fastseg.counts(volumes, volumes)
+    assert "same shape" in str(info.value)
+    # (B, H, W) integers have no room for a class axis: label maps, which need N.
+    with pytest.raises(ValueError, match=r"label maps: pass num_classes=N"):
+        fastseg.counts(LABELS, LABELS)
+    with pytest.raises(ValueError, match=r"class_axis=-1 was given.*no room for a class axis"):
+        fastseg.counts(LABELS, LABELS, num_classes=3, class_axis=-1)
 
 
 def test_same_shape_integer_one_hot_with_class_axis():
@@ -340,7 +351,7 @@ def test_cpu_tensor_is_accepted():
 
 
 def test_nested_lists_are_accepted():
-    c = fastseg.counts([[0, 1, 1]], [[[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]])
+    c = fastseg.counts([[[0, 1, 1]]], [[[[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]]])
     np.testing.assert_array_equal(c.confusion, [[1, 0], [1, 1]])
 
 

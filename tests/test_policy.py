@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from fastseg.policy import (
     nanmean,
     present,
     ratio,
+    resolve_exclusions,
     resolve_policy,
     row_values,
     totals_summary,
@@ -50,8 +52,8 @@ def test_default_policy_is_the_dataset_convention():
         ("empty", 0.5, "empty must be 'nan', 0 or 1"),
         ("empty", "zero", "empty must be 'nan', 0 or 1"),
         ("empty", True, "empty must be 'nan', 0 or 1"),
-        ("exclude", ("first",), "exclude takes class indices or 'last'"),
-        ("exclude", (1.0,), "exclude takes class indices or 'last'"),
+        ("exclude", ("",), "exclude takes class indices, class names, 'background' or 'last'"),
+        ("exclude", (1.0,), "exclude takes class indices, class names, 'background' or 'last'"),
         ("smooth", -1.0, "smooth must be a number >= 0"),
     ],
 )
@@ -88,6 +90,37 @@ def test_kept_resolves_negative_indices_and_last():
         Policy(exclude=(4,)).kept(4)
     with pytest.raises(ValueError, match="exclude: class -5 is out of range"):
         Policy(exclude=(-5,)).kept(4)
+
+
+NAMES = ("sky", "road", "car", "tree", "void")
+
+
+def test_exclude_takes_class_names_background_and_last():
+    p = Policy(exclude=("road", LAST, "background", -2))
+    assert p.resolved(5, NAMES).exclude == (1, LAST, 0, -2)
+    assert p.kept(5, NAMES).tolist() == [False, False, True, False, False]
+    assert resolve_exclusions(["background"], 3) == (0,)  # no names needed for the words
+    # a class's own name wins over the word
+    assert resolve_exclusions(["background", "last"], 3, ["a", "background", "last"]) == (1, 2)
+    # resolving keeps the preset's 'last' as it is (what to_dict shows)
+    assert resolve_policy("post_standard").resolved(5, NAMES).exclude == (LAST,)
+
+
+@pytest.mark.parametrize(
+    ("exclude", "names", "message"),
+    [
+        (["raod"], NAMES, "exclude: unknown class name 'raod'; known names: sky, road, car, tree, "
+                          "void (or an index, 'background', 'last')"),
+        (["road"], None, "exclude: 'road' is not a class index, 'background' or 'last', and "
+                         "there are no class names"),
+        ([5], NAMES, "exclude: class 5 is out of range for 5 classes (indices -5 to 4)"),
+        (["car"], ("car", "car", "x", "y", "z"), "classes [0, 1] are all named 'car'"),
+        ([0], ("a", "b"), "class_names has 2 entries for 5 classes"),
+    ],
+)
+def test_bad_exclusions_name_the_problem(exclude, names, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Policy(exclude=tuple(exclude)).resolved(5, names)
 
 
 def test_to_dict_and_describe():

@@ -60,7 +60,7 @@ def approx(values):
 
 @pytest.fixture(scope="module")
 def counts() -> Counts:
-    return fastseg.counts(TRUTH, PRED, num_classes=5)
+    return fastseg.counts(TRUTH, PRED, num_classes=5, spatial_dims=1)  # 1-D worked example
 
 
 def report(counts: Counts, **kwargs) -> Report:
@@ -298,13 +298,15 @@ def test_peer_presets_agree_on_the_default_convention():
 def test_post_means_use_the_kept_classes(counts):
     all_classes = report(counts).post_means()
     assert all_classes["iou"]["standard"] == approx(
-        fastseg.metrics(TRUTH, PRED, "iou", drop_last=False, num_classes=5)
+        fastseg.metrics(TRUTH, PRED, "iou", drop_last=False, num_classes=5, spatial_dims=1)
     )
     assert all_classes["dice"]["naive"] == approx(
-        fastseg.metrics(TRUTH, PRED, "dice", "naive", drop_last=False, num_classes=5)
+        fastseg.metrics(
+            TRUTH, PRED, "dice", "naive", drop_last=False, num_classes=5, spatial_dims=1
+        )
     )
     assert report(counts, exclude=["last"]).post_means()["iou"]["naive"] == approx(
-        fastseg.metrics(TRUTH, PRED, "iou", "naive", drop_last=True, num_classes=5)
+        fastseg.metrics(TRUTH, PRED, "iou", "naive", drop_last=True, num_classes=5, spatial_dims=1)
     )
 
 
@@ -704,3 +706,13 @@ def test_plot_without_matplotlib_names_the_extra(counts, tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'fastseg\[plot\]'"):
         report(counts).plot(tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_exclusions_by_class_name_in_a_report_and_an_accumulator():
+    names = ["road", "car", "sky"]
+    truth = np.array([[[0, 1], [2, 2]]])
+    acc = fastseg.Accumulator(3, class_names=names).update(truth, truth)
+    report = acc.compute(exclude=["road"])
+    assert report.kept.tolist() == [False, True, True]
+    assert Report(acc.counts, class_names=names, exclude=["sky", "last"]).kept.tolist() == [
+        True, True, False]  # fmt: skip

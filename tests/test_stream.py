@@ -273,3 +273,115 @@ def test_array_likes_and_dlpack_are_read_without_copy_semantics_change():
 def test_gpu_tensor_is_refused_with_advice():
     with pytest.raises(TypeError, match=r"cuda:0.*\.cpu\(\)"):
         Accumulator(4).update(np.zeros((1, 2, 2), np.uint8), _GpuTensor())
+
+
+# ------------------------------------------------- files: golden v1, damage, dtypes
+
+from conftest import DAMAGES, DATA, golden_counts  # noqa: E402
+
+
+def test_golden_version_1_accumulators_still_load(tmp_path):
+    acc = Accumulator.load(DATA / "accumulator_hard_v1.npz")
+    hard = golden_counts(False)
+    one = fastseg.Counts(hard.tp[:1], hard.pred[:1], hard.true[:1], np.zeros((4, 4), np.int64))
+    assert acc.counts == hard + one
+    assert acc.counts.ignored == 17
+    assert acc.n_images == 4
+    assert acc.ids == ["a.png", "b.png", "c.png", "3"]
+    assert acc.class_names == ["bg", "road", "car", "sky"]
+    assert acc.ignore_index == 255
+    assert (acc.per_image, acc.soft, acc.class_axis) == (True, False, None)
+    totals = Accumulator.load(DATA / "accumulator_soft_totals_v1.npz")
+    assert (totals.per_image, totals.soft, totals.n_images) == (False, True, 3)
+    assert totals.counts == golden_counts(True).total()
+    for old in (acc, totals):  # saved again by this fastseg, they read back the same
+        old.save(tmp_path / "again.npz")
+        assert Accumulator.load(tmp_path / "again.npz") == old
+
+
+def test_save_writes_exactly_the_path_given(tmp_path):
+    acc = Accumulator(2).add_counts(fastseg.Counts(np.ones((1, 2), np.int64),
+                                                   np.ones((1, 2), np.int64),
+                                                   np.ones((1, 2), np.int64),
+                                                   np.eye(2, dtype=np.int64)))  # fmt: skip
+    acc.save(tmp_path / "run")
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert Accumulator.load(tmp_path / "run") == acc
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_or_foreign_accumulator_is_a_value_error_naming_it(tmp_path, damaged, how):
+    good = tmp_path / "good.npz"
+    Accumulator.load(DATA / "accumulator_hard_v1.npz").save(good)
+    path = damaged(good, how)
+    with pytest.raises(ValueError, match="accumulator file") as info:
+        Accumulator.load(path)
+    assert str(path) in str(info.value)
+    assert type(info.value) is ValueError
+
+
+def _resaved(tmp_path, source, change):
+    with np.load(source) as f:
+        arrays = dict(f)
+    change(arrays)
+    path = tmp_path / "changed.npz"
+    with path.open("wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("name", ["tp", "pred", "true", "confusion"])
+def test_hard_counts_stored_as_floats_are_refused(tmp_path, name):
+    def as_float(arrays):
+        arrays[name] = arrays[name].astype(np.float64)
+
+    path = _resaved(tmp_path, DATA / "accumulator_hard_v1.npz", as_float)
+    what = "confusion matrix" if name == "confusion" else f"hard counts with {name}"
+    with pytest.raises(ValueError, match=f"corrupt fastseg accumulator file: {what} of dtype "
+                                         "float64"):  # fmt: skip
+        Accumulator.load(path)
+
+
+@pytest.mark.parametrize("name", ["tp", "pred", "true"])
+def test_soft_sums_stored_as_integers_are_refused(tmp_path, name):
+    def as_int(arrays):
+        arrays[name] = arrays[name].astype(np.int64)
+
+    path = _resaved(tmp_path, DATA / "accumulator_soft_totals_v1.npz", as_int)
+    with pytest.raises(ValueError, match=f"soft counts with {name} of dtype int64"):
+        Accumulator.load(path)
+
+    def with_confusion(arrays):
+        arrays["confusion"] = np.zeros((4, 4), np.int64)
+
+    path = _resaved(tmp_path, DATA / "accumulator_soft_totals_v1.npz", with_confusion)
+    with pytest.raises(ValueError, match="soft sums with a confusion matrix"):
+        Accumulator.load(path)
+
+
+def test_metadata_that_disagrees_is_refused(tmp_path):
+    import json
+
+    def meta(change):
+        def edit(arrays):
+            m = json.loads(str(arrays["meta"]))
+            change(m)
+            arrays["meta"] = np.array(json.dumps(m))
+
+        return edit
+
+    source = DATA / "accumulator_hard_v1.npz"
+    cases = [
+        (meta(lambda m: m.pop("n_images")), r"bad metadata \(KeyError: 'n_images'\)"),
+        (meta(lambda m: m.update(n_images=-2)), r"n_images is -2"),
+        (meta(lambda m: m.update(num_classes=5, class_names=None)),
+         r"arrays and metadata disagree: counts of shape \(4, 4\) for 5 classes"),
+        (meta(lambda m: m.update(ignored="many")), "ignored pixels 'many' is not a count"),
+        (lambda a: a.update(ids=a["ids"][:2]), "bad ids"),
+        (lambda a: a.pop("named"), "bad ids"),
+        (lambda a: a.pop("confusion"), "hard counts without their confusion matrix"),
+    ]
+    for change, message in cases:
+        path = _resaved(tmp_path, source, change)
+        with pytest.raises(ValueError, match=message):
+            Accumulator.load(path)
