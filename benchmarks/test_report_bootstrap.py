@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from fastseg import Counts
-from fastseg.report import Report, resample_weights
+from fastseg.bootstrap import resample_weights
+from fastseg.report import Report
 
 NUM_CLASSES = 150
 # images, resamples. Not fewer images when small: with ~20 images per class (300 images)

@@ -7,6 +7,7 @@ metric is computed from. Data-set metrics come from an :class:`Accumulator` (str
 in memory) or :func:`evaluate` (Zarr / Dask, out of core) as a :class:`Report`.
 """
 
+from fastseg._version import __version__
 from fastseg.counting import confusion_matrix, counts
 from fastseg.counts import Counts
 from fastseg.dataset import evaluate
@@ -14,8 +15,6 @@ from fastseg.policy import PRESETS, Policy
 from fastseg.post import mean_dice, mean_iou, metrics
 from fastseg.report import Report
 from fastseg.stream import Accumulator
-
-__version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",

@@ -11,9 +11,12 @@ The fingerprint records the inputs (resolved store locations, shapes, dtypes, ch
 the reading options. Every file is written to a temporary name and renamed
 (:mod:`fastseg._files`), so a killed run leaves only whole files; the manifest is created
 exclusively (hard-linked into place), so of two runs racing on one directory only one
-creates it and the other compares its fingerprint with it. Blocks are npz files of
-:func:`fastseg.counts.save_versioned`; one whose fingerprint hash is not this
-evaluation's is never counted.
+creates it and the other compares its fingerprint with it. A block file holds one
+block's :class:`~fastseg.counts.Counts` (its first image as ``b0``), written by
+:func:`fastseg.counts.save_counts` and read back by
+:func:`fastseg.counts.counts_from_arrays`; one whose fingerprint hash is not this
+evaluation's is never counted. This module holds only the manifest and the block files'
+paths and tags: what a block holds, and how blocks merge, is :mod:`fastseg.counts`'.
 
 A directory made for other inputs or options is refused when it holds finished blocks
 (the message says which options differ and what to do); a manifest left by a run that
@@ -31,15 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fastseg._files import write_atomically
+from fastseg._version import __version__
 from fastseg.counts import (
+    FIRST_IMAGE_KEY,
+    Counts,
     check_format,
     corrupt_file,
     counts_from_arrays,
     load_versioned,
-    save_versioned,
+    save_counts,
 )
 
 log = logging.getLogger("fastseg")
@@ -72,44 +76,6 @@ def block_index(name: str) -> tuple[int, ...] | None:
         return None
     index = tuple(int(i) for i in match.group(1).split("_"))
     return index if "_".join(map(str, index)) == match.group(1) else None
-
-
-@dataclass
-class BlockCounts:
-    """Counts of one block, or of a contiguous run of images after merging.
-
-    ``tp``, ``pred``, ``true`` hold rows for images ``b0 .. b0 + len - 1``.
-    """
-
-    b0: int
-    tp: np.ndarray
-    pred: np.ndarray
-    true: np.ndarray
-    confusion: np.ndarray | None
-    ignored: int
-
-    @property
-    def b1(self) -> int:
-        """One past the last image."""
-        return self.b0 + self.tp.shape[0]
-
-
-def merge_blocks(parts: list[BlockCounts]) -> BlockCounts:
-    """Sum block counts into one covering all their images (chunks of one image add up)."""
-    b0 = min(p.b0 for p in parts)
-    b1 = max(p.b1 for p in parts)
-    first = parts[0]
-    shape = (b1 - b0, first.tp.shape[1])
-    tp, pred, true = (np.zeros(shape, first.tp.dtype) for _ in range(3))
-    confusion = None if first.confusion is None else np.zeros_like(first.confusion)
-    for p in parts:
-        rows = slice(p.b0 - b0, p.b1 - b0)
-        tp[rows] += p.tp
-        pred[rows] += p.pred
-        true[rows] += p.true
-        if confusion is not None and p.confusion is not None:
-            confusion += p.confusion
-    return BlockCounts(b0, tp, pred, true, confusion, sum(p.ignored for p in parts))
 
 
 @dataclass(frozen=True)
@@ -173,8 +139,6 @@ class Checkpoint:
     # ---------------------------------------------------------------- manifest
 
     def _manifest_text(self, **extra: Any) -> str:
-        from fastseg import __version__
-
         content = {
             "format": _FORMAT,
             "version": FORMAT_VERSION,
@@ -402,28 +366,27 @@ def _block_fingerprint(path: Path) -> str:
     return key
 
 
-def save_block(target: BlockFile, counts: BlockCounts) -> None:
-    """Persist one block's counts atomically, tagged with its evaluation's fingerprint."""
-    arrays = {"tp": counts.tp, "pred": counts.pred, "true": counts.true}
-    if counts.confusion is not None:
-        arrays["confusion"] = counts.confusion
+def save_block(target: BlockFile, counts: Counts) -> None:
+    """Persist one block's counts atomically, tagged with its evaluation's fingerprint.
+
+    Meta: ``fingerprint``, ``block``, ``b0`` (the block's first image, always written),
+    then :func:`fastseg.counts.save_counts`' ``ignored`` and ``soft``.
+    """
     meta = {
         "fingerprint": target.fingerprint,
         "block": list(target.index),
-        "b0": int(counts.b0),
-        "ignored": int(counts.ignored),
-        "soft": counts.confusion is None,
+        FIRST_IMAGE_KEY: counts.first_image,
     }
-    save_versioned(target.path, _BLOCK_FORMAT, FORMAT_VERSION, meta, arrays)
+    save_counts(target.path, counts, _BLOCK_FORMAT, FORMAT_VERSION, meta)
 
 
 def load_block(
-    target: BlockFile, *, b0: int, rows: int, num_classes: int, soft: bool
-) -> BlockCounts:
+    target: BlockFile, *, first_image: int, rows: int, num_classes: int, soft: bool
+) -> Counts:
     """Read one block's counts written by :func:`save_block`, checking them.
 
-    The block's first image `b0`, its number of images `rows`, `num_classes` and
-    `soft` are what this evaluation expects.
+    The block's `first_image`, its number of images `rows`, `num_classes` and `soft`
+    are what this evaluation expects.
 
     Raises
     ------
@@ -441,11 +404,10 @@ def load_block(
                 f"{str(meta.get('fingerprint'))[:12]}..., this checkpoint's "
                 f"{target.fingerprint[:12]}...)"
             )
-        if meta.get("block") != list(target.index) or meta.get("b0") != b0:
-            raise corrupt_file(
-                path, what, f"it holds block {meta.get('block')} from image {meta.get('b0')}"
-            )
-        c = counts_from_arrays(path, what, arrays, meta.get("ignored"), soft=soft, strict=True)
+        held = meta.get(FIRST_IMAGE_KEY)
+        if meta.get("block") != list(target.index) or held != first_image:
+            raise corrupt_file(path, what, f"it holds block {meta.get('block')} from image {held}")
+        c = counts_from_arrays(path, what, arrays, meta, soft=soft, strict=True)
         if c.tp.shape != (rows, num_classes):
             raise corrupt_file(
                 path,
@@ -457,4 +419,4 @@ def load_block(
             f"checkpoint block {target.index} is unusable: {exc}. Delete {path} to "
             "recompute that block"
         ) from exc
-    return BlockCounts(b0, c.tp, c.pred, c.true, c.confusion, c.ignored)
+    return c

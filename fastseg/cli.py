@@ -19,6 +19,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fastseg._files import write_atomically
+from fastseg._version import __version__
+from fastseg.dataset import FROM_STORE, MissingChunksError, SchedulerConnectionError, evaluate
+from fastseg.policy import PRESETS
+from fastseg.progress import Progress
+from fastseg.stores import ChunkReadError
+from fastseg.synth import write_dataset
+
 log = logging.getLogger("fastseg")
 
 #: File name written by ``--plot DIR/``.
@@ -54,8 +62,6 @@ def _int_or_none(text: str) -> int | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from fastseg import __version__
-
     parser = argparse.ArgumentParser(
         prog="fastseg",
         description="Fast, exact IoU and Dice for semantic segmentation, in memory or out of "
@@ -236,8 +242,6 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
 
 
 def _output_arguments(p: argparse.ArgumentParser) -> None:
-    from fastseg.policy import PRESETS
-
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -285,8 +289,6 @@ def _exclusions(items: Sequence[str] | None) -> list[int | str] | None:
 
 
 def _run_evaluate(args: argparse.Namespace, pred: str, true: str) -> int:
-    from fastseg.dataset import FROM_STORE, evaluate
-
     # CLI-only options first (cheap, no store opened); the library checks its own options,
     # the stores and their attribute defaults before it computes anything.
     output = None if args.output is None else _output_target(args.output)
@@ -333,8 +335,6 @@ def _emit(report: Any, args: argparse.Namespace, output: Path | None, plot: Path
                 f"  {w.id:>12}  {w.score:.4f}\n" for w in worst
             )
     if output is not None:
-        from fastseg._files import write_atomically
-
         if _special(output):  # /dev/stdout, a named pipe: written to, never replaced
             with output.open("w", encoding="utf-8") as f:
                 f.write(text)
@@ -414,8 +414,6 @@ def _plot_target(text: str) -> Path:
 
 def _progress_printer(unit: str) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback drawing a :class:`fastseg.progress.Progress`."""
-    from fastseg.progress import Progress
-
     state: dict[str, Progress] = {}
 
     def show(done: int, total: int) -> None:
@@ -430,8 +428,6 @@ def _progress_printer(unit: str) -> Callable[[int, int], None]:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from fastseg.synth import write_dataset
-
     started = time.perf_counter()
     write_dataset(
         args.out,
@@ -453,8 +449,6 @@ def _run_synth(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from fastseg.synth import write_dataset
-
     with tempfile.TemporaryDirectory(prefix="fastseg-demo-") as tmp:
         root = args.keep if args.keep is not None else Path(tmp)
         path = root / "demo.zarr"
@@ -482,9 +476,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="fastseg: %(message)s",
         stream=sys.stderr,
     )
-    from fastseg.dataset import MissingChunksError, SchedulerConnectionError
-    from fastseg.stores import ChunkReadError
-
     try:
         if args.command == "evaluate":
             return _run_evaluate(args, args.pred, args.true)

@@ -1,19 +1,27 @@
 """The Counts value: the sufficient statistic of every metric, how it merges, its files.
 
-Counts, accumulators and checkpoint blocks are all saved by :func:`save_versioned` and
-read by :func:`load_versioned`: an uncompressed ``.npz`` (no pickles) whose ``meta``
-entry is a JSON object with a ``format`` tag and a ``version``, written atomically. Every
-way such a file can be wrong (missing, truncated, empty, damaged, another program's
-``.npz``, another fastseg format or version, arrays that disagree with the metadata) ends
-in a :class:`ValueError` naming the file and the problem.
+One statistic, one merge: :class:`Counts` holds the per-image counts of a run of
+consecutive images (from :attr:`Counts.first_image` on) and :meth:`Counts.merge` is the
+only way counts are combined: ``+``, the streaming :class:`~fastseg.stream.Accumulator`
+and the Dask reduction of :func:`fastseg.evaluate` all go through it.
+
+Counts, accumulators and checkpoint blocks are all saved by :func:`save_counts` (over
+:func:`save_versioned`) and read by :func:`load_versioned` and :func:`counts_from_arrays`:
+an uncompressed ``.npz`` (no pickles) whose ``meta`` entry is a JSON object with a
+``format`` tag and a ``version``, written atomically. Every way such a file can be wrong
+(missing, truncated, empty, damaged, another program's ``.npz``, another fastseg format or
+version, arrays that disagree with the metadata) ends in a :class:`ValueError` naming the
+file and the problem.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,8 @@ from fastseg._files import save_npz
 #: Version of the ``.npz`` layout written by :meth:`Counts.save`.
 FORMAT_VERSION = 1
 _FORMAT = "fastseg.counts"
+#: Metadata key of :attr:`Counts.first_image` in files holding counts (absent means 0).
+FIRST_IMAGE_KEY = "b0"
 #: First bytes of a zip archive (an ``.npz``): a local file header, or an empty archive.
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
@@ -44,6 +54,29 @@ def save_versioned(
         raise ValueError("'meta' is reserved for the metadata entry")
     header = {"format": fmt, "version": version, **meta}
     return save_npz(path, {**arrays, "meta": np.array(json.dumps(header))})
+
+
+def save_counts(
+    path: str | os.PathLike[str],
+    counts: Counts,
+    fmt: str,
+    version: int,
+    meta: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray] | None = None,
+) -> Path:
+    """Write `counts` (and any other `arrays`) with :func:`save_versioned`, atomically.
+
+    Arrays ``tp``, ``pred``, ``true`` and, when there is one, ``confusion``; ``meta``
+    holds `meta`, then ``ignored``, ``soft`` and, when it is not 0, the first image
+    (:data:`FIRST_IMAGE_KEY`). :func:`counts_from_arrays` reads them back. Returns the path.
+    """
+    header = {**meta, "ignored": int(counts.ignored), "soft": counts.soft}
+    if counts.first_image:
+        header[FIRST_IMAGE_KEY] = counts.first_image
+    held = {"tp": counts.tp, "pred": counts.pred, "true": counts.true}
+    if counts.confusion is not None:
+        held["confusion"] = counts.confusion
+    return save_versioned(path, fmt, version, header, {**held, **(arrays or {})})
 
 
 def check_format(
@@ -213,13 +246,15 @@ def counts_from_arrays(
     path: str | os.PathLike[str],
     what: str,
     arrays: Mapping[str, np.ndarray],
-    ignored: Any,
+    meta: Mapping[str, Any],
     *,
     soft: bool | None = None,
     strict: bool = False,
 ) -> Counts:
-    """The :class:`Counts` held by a loaded file's arrays, checked.
+    """The :class:`Counts` held by a loaded file (written by :func:`save_counts`), checked.
 
+    `arrays` and `meta` are what :func:`load_versioned` returned: the counts' arrays, and
+    their ``ignored`` pixels and first image (:data:`FIRST_IMAGE_KEY`, absent means 0).
     `soft` None infers hard or soft from the arrays' dtype. With `strict`, hard counts
     must be int64 with an int64 confusion matrix and soft sums float64 without one (the
     layout fastseg's own accumulators and checkpoint blocks write); otherwise any
@@ -252,19 +287,27 @@ def counts_from_arrays(
             raise corrupt_file(path, what, f"confusion matrix of dtype {confusion.dtype}")
     elif strict and not soft:
         raise corrupt_file(path, what, "hard counts without their confusion matrix")
+    ignored = meta.get("ignored")
     if isinstance(ignored, bool) or not isinstance(ignored, int) or ignored < 0:
         raise corrupt_file(path, what, f"ignored pixels {ignored!r} is not a count")
+    first_image = meta.get(FIRST_IMAGE_KEY, 0)
     try:
-        return Counts(tp, pred, true, confusion, ignored)
+        return Counts(
+            tp=tp, pred=pred, true=true, confusion=confusion, ignored=ignored,
+            first_image=first_image)  # fmt: skip
     except ValueError as exc:
         raise corrupt_file(path, what, str(exc)) from exc
 
 
 @dataclass(frozen=True, eq=False)
 class Counts:
-    """Per-image counts of a batch, and its confusion matrix.
+    """Per-image counts of a run of consecutive images, and their confusion matrix.
 
-    Hard counts are exact int64 pixel counts; soft counts are float64 sums.
+    The one sufficient statistic of every metric: what :func:`fastseg.counts` returns,
+    what an :class:`~fastseg.stream.Accumulator` keeps and what each block of
+    :func:`fastseg.evaluate` yields. Hard counts are exact int64 pixel counts; soft counts
+    are float64 sums. Build one by keyword (``Counts(tp=..., pred=..., true=...)``) or
+    with :meth:`zeros`; combine any number with :meth:`merge` (``a + b`` appends).
 
     Attributes
     ----------
@@ -280,12 +323,17 @@ class Counts:
         Rows truth, columns prediction, summed over the batch; None for soft counts.
     ignored : int
         Truth pixels skipped because they equal the ignore index.
+    first_image : int, keyword only, default 0
+        Index of the image row 0 stands for: row ``i`` counts image ``first_image + i``
+        of the data set (a block of :func:`fastseg.evaluate` that starts at image 40 has
+        ``first_image=40``). :meth:`merge` places rows by it.
 
     Notes
     -----
     ``union = pred + true - tp`` and the Dice denominator is ``pred + true``.
-    ``a + b`` concatenates the images of `a` and `b` and adds the confusion matrices:
-    merging is exact, so counts do not depend on how the data was split.
+    ``a + b`` appends the images of `b` after those of `a` and adds the confusion
+    matrices (through :meth:`merge`): merging is exact, so counts do not depend on how
+    the data was split.
     """
 
     tp: np.ndarray
@@ -293,8 +341,14 @@ class Counts:
     true: np.ndarray
     confusion: np.ndarray | None = None
     ignored: int = 0
+    _: KW_ONLY
+    first_image: int = 0
 
     def __post_init__(self) -> None:
+        first = self.first_image
+        if isinstance(first, bool) or not isinstance(first, int | np.integer) or first < 0:
+            raise ValueError(f"first_image must be an image index (an int >= 0); got {first!r}")
+        object.__setattr__(self, "first_image", int(first))
         if not (self.tp.shape == self.pred.shape == self.true.shape) or self.tp.ndim != 2:
             raise ValueError(
                 "tp, pred and true must share one (images, classes) shape; got "
@@ -324,35 +378,107 @@ class Counts:
         """``pred + true - tp`` per image and class."""
         return self.pred + self.true - self.tp
 
-    def total(self) -> Counts:
-        """The counts of the whole batch as one image (data-set sums)."""
-        return Counts(
-            self.tp.sum(axis=0, keepdims=True),
-            self.pred.sum(axis=0, keepdims=True),
-            self.true.sum(axis=0, keepdims=True),
-            self.confusion,
-            self.ignored,
+    @classmethod
+    def zeros(
+        cls, n_images: int, num_classes: int, *, soft: bool = False, first_image: int = 0
+    ) -> Counts:
+        """Counts of `n_images` images in which nothing was counted.
+
+        int64 counts with an int64 confusion matrix, or float64 sums without one (`soft`).
+        """
+        dtype = np.float64 if soft else np.int64
+        return cls(
+            tp=np.zeros((n_images, num_classes), dtype),
+            pred=np.zeros((n_images, num_classes), dtype),
+            true=np.zeros((n_images, num_classes), dtype),
+            confusion=None if soft else np.zeros((num_classes, num_classes), np.int64),
+            first_image=first_image,
         )
+
+    def starting_at(self, first_image: int) -> Counts:
+        """These counts with row 0 standing for image `first_image` (arrays shared)."""
+        return dataclasses.replace(self, first_image=first_image)
+
+    def total(self) -> Counts:
+        """The counts of the whole batch as one image (data-set sums), at `first_image`."""
+        return Counts(
+            tp=self.tp.sum(axis=0, keepdims=True),
+            pred=self.pred.sum(axis=0, keepdims=True),
+            true=self.true.sum(axis=0, keepdims=True),
+            confusion=self.confusion,
+            ignored=self.ignored,
+            first_image=self.first_image,
+        )
+
+    @classmethod
+    def merge(cls, parts: Iterable[Counts]) -> Counts:
+        """Sum `parts` into one value covering all their images: the one merge of counts.
+
+        Rows are placed by :attr:`first_image`: parts of different images land in their
+        own rows, parts of the same image (blocks that split it spatially) add into one
+        row, and images between the parts that none of them covers get zero rows. The
+        result runs from the smallest `first_image` to the largest end; confusion
+        matrices add up (the result has one only when every part has one), and so do the
+        ignored pixels. ``a + b``, the :class:`~fastseg.stream.Accumulator` (updates,
+        ``+``, data-set totals) and the Dask reduction of :func:`fastseg.evaluate` all
+        merge through here.
+
+        Parts are added in the order given. Integer counts are exact, so any split of
+        the data, any order of the parts and any tree of merges give the same counts;
+        float (soft) sums of one image spread over several parts differ between orders
+        only by rounding (a fixed tree of merges gives bit-identical sums). The result
+        shares no array with the parts.
+
+        Raises
+        ------
+        ValueError
+            For no part, or parts of different class counts or of hard and soft counts.
+        TypeError
+            For a part that is not a :class:`Counts`.
+        """
+        parts = list(parts)
+        if not parts:
+            raise ValueError("nothing to merge: no counts given")
+        head = parts[0]
+        for part in parts:
+            if not isinstance(part, Counts):
+                raise TypeError(f"only Counts merge with Counts; got {type(part).__name__}")
+            if part.num_classes != head.num_classes or part.soft != head.soft:
+                raise ValueError(
+                    f"cannot merge counts of {head.num_classes} classes "
+                    f"({'soft' if head.soft else 'hard'}) with counts of {part.num_classes} "
+                    f"classes ({'soft' if part.soft else 'hard'})"
+                )
+        start = min(p.first_image for p in parts)
+        stop = max(p.first_image + p.n_images for p in parts)
+        consecutive = all(
+            b.first_image == a.first_image + a.n_images for a, b in itertools.pairwise(parts)
+        )
+
+        def rows(name: str) -> np.ndarray:
+            arrays = [getattr(p, name) for p in parts]
+            if consecutive:  # each part's images follow the previous part's: append
+                return np.concatenate(arrays)
+            out = np.zeros((stop - start, head.num_classes), np.result_type(*arrays))
+            for p, a in zip(parts, arrays, strict=True):
+                out[p.first_image - start : p.first_image - start + p.n_images] += a
+            return out
+
+        confusion = None
+        matrices = [p.confusion for p in parts if p.confusion is not None]
+        if len(matrices) == len(parts):
+            n = head.num_classes
+            confusion = np.zeros((n, n), np.result_type(*matrices))
+            for m in matrices:
+                confusion += m
+        return cls(
+            tp=rows("tp"), pred=rows("pred"), true=rows("true"), confusion=confusion,
+            ignored=sum(int(p.ignored) for p in parts), first_image=start)  # fmt: skip
 
     def __add__(self, other: Counts) -> Counts:
         if not isinstance(other, Counts):
             return NotImplemented
-        if other.num_classes != self.num_classes or other.soft != self.soft:
-            raise ValueError(
-                f"cannot merge counts of {self.num_classes} classes "
-                f"({'soft' if self.soft else 'hard'}) with counts of {other.num_classes} "
-                f"classes ({'soft' if other.soft else 'hard'})"
-            )
-        confusion = None
-        if self.confusion is not None and other.confusion is not None:
-            confusion = self.confusion + other.confusion
-        return Counts(
-            np.concatenate([self.tp, other.tp]),
-            np.concatenate([self.pred, other.pred]),
-            np.concatenate([self.true, other.true]),
-            confusion,
-            self.ignored + other.ignored,
-        )
+        return Counts.merge([self, other.starting_at(self.first_image + self.n_images)])
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Counts):
@@ -364,6 +490,7 @@ class Counts:
         return (
             same_confusion
             and self.ignored == other.ignored
+            and self.first_image == other.first_image
             and all(
                 np.array_equal(a, b)
                 for a, b in ((self.tp, other.tp), (self.pred, other.pred), (self.true, other.true))
@@ -375,16 +502,12 @@ class Counts:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the counts to an ``.npz`` file at `path`, atomically.
 
-        Format (version :data:`FORMAT_VERSION`, :func:`save_versioned`): arrays ``tp``,
+        Format (version :data:`FORMAT_VERSION`, :func:`save_counts`): arrays ``tp``,
         ``pred``, ``true`` and, when there is one, ``confusion``; ``meta`` holds
-        ``format: "fastseg.counts"``, ``version``, ``ignored`` and ``soft``. No suffix is
-        added to `path`.
+        ``format: "fastseg.counts"``, ``version``, ``ignored``, ``soft`` and, when it is
+        not 0, ``b0`` (:attr:`first_image`). No suffix is added to `path`.
         """
-        arrays: dict[str, np.ndarray] = {"tp": self.tp, "pred": self.pred, "true": self.true}
-        if self.confusion is not None:
-            arrays["confusion"] = self.confusion
-        meta = {"ignored": int(self.ignored), "soft": self.soft}
-        save_versioned(path, _FORMAT, FORMAT_VERSION, meta, arrays)
+        save_counts(path, self, _FORMAT, FORMAT_VERSION, {})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Counts:
@@ -400,4 +523,4 @@ class Counts:
         soft = meta.get("soft")  # absent from files written before fastseg recorded it
         if soft is not None and not isinstance(soft, bool):
             raise corrupt_file(path, "counts", f"soft is {soft!r}, not true or false")
-        return counts_from_arrays(path, "counts", arrays, meta.get("ignored"), soft=soft)
+        return counts_from_arrays(path, "counts", arrays, meta, soft=soft)

@@ -3,10 +3,10 @@
 :func:`evaluate` opens both inputs as Dask arrays chunked as stored (nothing is read),
 checks them (shapes, kinds, dtypes, codecs, missing chunks), aligns the truth to the
 prediction's chunks, and builds one task per block: decode the block to counts with the
-Numba kernel. Block counts carry their first image's global index, so blocks that split
-an image spatially add up into it; they are merged by a fixed tree of additions, so the
-result does not depend on the scheduler or the number of workers. Only then is anything
-computed.
+Numba kernel. Block counts (:class:`~fastseg.counts.Counts`) carry their first image's
+global index, so blocks that split an image spatially add up into it; they are merged by
+a fixed tree of :meth:`~fastseg.counts.Counts.merge`, so the result does not depend on
+the scheduler or the number of workers. Only then is anything computed.
 """
 
 from __future__ import annotations
@@ -24,12 +24,15 @@ from typing import Any, Literal
 
 import numpy as np
 
+from fastseg import counting as counting_
 from fastseg import progress as progress_
-from fastseg.checkpoint import BlockCounts, Checkpoint, load_block, merge_blocks, save_block
+from fastseg.checkpoint import BlockFile, Checkpoint, load_block, save_block
 from fastseg.counts import Counts
+from fastseg.inputs import prepare
 from fastseg.policy import Policy, resolve_policy
 from fastseg.report import Report
 from fastseg.stores import Source, chunk_region, iter_block_indices, missing_chunks, open_source
+from fastseg.stream import Accumulator
 
 log = logging.getLogger("fastseg")
 
@@ -61,8 +64,8 @@ class Plan:
     Attributes
     ----------
     root : dask.delayed.Delayed or None
-        Merged :class:`~fastseg.checkpoint.BlockCounts` of every block to count or load;
-        None when every block was skipped.
+        Merged :class:`~fastseg.counts.Counts` of every block to count or load (from
+        the first image of the first block on); None when every block was skipped.
     n_images, num_classes : int
     soft : bool
     meta : dict
@@ -79,7 +82,7 @@ class Plan:
         ``class_axis``, ``ignore_index``, ``soft``, ...), store defaults applied.
     parts : list of dask.delayed.Delayed
         One task per block (counted, or loaded from the checkpoint), in block order;
-        `root` merges them by a fixed tree of :data:`FAN_IN`.
+        `root` merges them by a fixed tree of :meth:`Counts.merge` of :data:`FAN_IN`.
     counting : frozenset
         Keys of the parts that count a block (not loaded from a checkpoint).
     example : tuple of ndarray
@@ -114,8 +117,6 @@ def _kinds(
     pred: Source, true: Source, options: dict[str, Any]
 ) -> tuple[str, str, int, int | None, int | None]:
     """Kinds of both inputs, N, the normalised class axis and its length, without reading."""
-    from fastseg.inputs import prepare
-
     dummy_pred = np.broadcast_to(np.zeros((), pred.array.dtype), pred.array.shape)
     dummy_true = np.broadcast_to(np.zeros((), true.array.dtype), true.array.shape)
     prep = prepare(dummy_true, dummy_pred, **options)
@@ -235,20 +236,20 @@ def _count_block(
     b0: int,
     options: dict[str, Any],
     threads: int,
-    save_to: Any,
-) -> BlockCounts:
-    """Task: count one block (truth `t`, prediction `p`), optionally persisting the result."""
-    from fastseg.counting import count_prepared
-    from fastseg.inputs import prepare
+    save_to: BlockFile | None,
+) -> Counts:
+    """Task: count one block (truth `t`, prediction `p`) whose first image is `b0`.
 
+    Its counts start at image `b0`; they are saved to `save_to` when it is given.
+    """
     try:
         with _numba_threads(threads):
             prep = prepare(t, p, **options)
-            c = count_prepared(prep, soft=options["soft"])
+            c = counting_.count_prepared(prep, soft=options["soft"])
     except ValueError as exc:
         last = b0 + p.shape[0] - 1
         raise ValueError(f"block {block} (images {b0}-{last}): {exc}") from exc
-    counts = BlockCounts(b0, c.tp, c.pred, c.true, c.confusion, c.ignored)
+    counts = c.starting_at(b0)
     if save_to is not None:
         save_block(save_to, counts)
     return counts
@@ -377,7 +378,7 @@ def plan(
             parts.append(
                 dask.delayed(load_block)(
                     ckpt.block_file(block),
-                    b0=starts[block[0]],
+                    first_image=starts[block[0]],
                     rows=p_arr.chunks[0][block[0]],
                     num_classes=n,
                     soft=soft,
@@ -399,7 +400,7 @@ def plan(
         )
         parts.append(task)
         counting.add(task.key)
-    root = _merge_tree(parts, lambda group: dask.delayed(merge_blocks, pure=True)(group))
+    root = _merge_tree(parts, lambda group: dask.delayed(Counts.merge, pure=True)(group))
 
     n_blocks = int(np.prod(p_arr.numblocks))
     meta: dict[str, Any] = {
@@ -424,6 +425,8 @@ def plan(
 
 def _merge_tree(parts: list[Any], merge: Callable[[list[Any]], Any]) -> Any:
     """The fixed reduction tree: `merge` of :data:`FAN_IN` consecutive parts, level by level.
+
+    `merge` submits :meth:`Counts.merge` of a group (a Dask task or a distributed future).
 
     The same tree whatever runs it (Dask's local schedulers, distributed futures), so the
     merged counts are bit-identical. None when there is no part.
@@ -510,7 +513,7 @@ def _example(source: Source, kind: str, axis: int | None) -> np.ndarray:
     return np.zeros(shape, source.array.dtype)
 
 
-def _compute(p: Plan, scheduler: Any, workers: int, progress: bool) -> BlockCounts:
+def _compute(p: Plan, scheduler: Any, workers: int, progress: bool) -> Counts:
     """Run the plan on the threaded scheduler, a named local one, or a distributed client.
 
     With `progress`, one :class:`fastseg.progress.Progress` counts the finished block
@@ -539,17 +542,18 @@ def _compute(p: Plan, scheduler: Any, workers: int, progress: bool) -> BlockCoun
                 # distributed to look for a running client (0.3 s of a CLI's cold start).
                 get = dask.get if scheduler in ("sync", "synchronous") else dask.threaded.get
                 (result,) = dask.compute(p.root, scheduler=get, num_workers=workers)
-            return result
+            merged: Counts = result
+            return merged
         return _compute_distributed(p, scheduler, reporter)
 
 
-def _compute_distributed(p: Plan, client: Any, reporter: progress_.Progress | None) -> Any:
+def _compute_distributed(p: Plan, client: Any, reporter: progress_.Progress | None) -> Counts:
     """The plan on a distributed client: block futures, ticked as they finish, tree-merged."""
     from distributed import as_completed
 
     futures = client.compute(p.parts)
     finished = as_completed(futures) if reporter is not None else None
-    root = _merge_tree(futures, lambda group: client.submit(merge_blocks, group))
+    root = _merge_tree(futures, lambda group: client.submit(Counts.merge, group))
     del futures  # block results are released as soon as their merge has run
     if finished is not None and reporter is not None:
         for future in finished:
@@ -557,7 +561,8 @@ def _compute_distributed(p: Plan, client: Any, reporter: progress_.Progress | No
                 break  # root.result() raises it
             if future.key in p.counting:
                 reporter.update()
-    return root.result()
+    merged: Counts = root.result()
+    return merged
 
 
 def _connect(scheduler: Any) -> tuple[Any, bool]:
@@ -635,9 +640,6 @@ def _warm_up(p: Plan, announce: bool, wait: float = COMPILE_NOTICE_AFTER) -> Non
         return
     from numba.core import event as numba_event
 
-    from fastseg.counting import count_prepared
-    from fastseg.inputs import prepare
-
     pred, true = p.example
     compiling = threading.Event()
 
@@ -650,7 +652,7 @@ def _warm_up(p: Plan, announce: bool, wait: float = COMPILE_NOTICE_AFTER) -> Non
 
     def run() -> None:
         try:
-            count_prepared(prepare(true, pred, **p.options), soft=p.options["soft"])
+            counting_.count_prepared(prepare(true, pred, **p.options), soft=p.options["soft"])
         except Exception as exc:  # the blocks raise it again, naming themselves
             log.debug("kernel warm-up failed: %s", exc)
 
@@ -760,8 +762,6 @@ def evaluate(
         NaN names its block; :class:`~fastseg.stores.ChunkReadError` names a chunk that
         failed to decode.
     """
-    from fastseg.stream import Accumulator
-
     cores = os.cpu_count() or 1
     workers = _check_workers(workers)
     local = scheduler is None or (isinstance(scheduler, str) and scheduler in LOCAL_SCHEDULERS)
@@ -822,16 +822,11 @@ def evaluate(
         presence=policy.presence, exclude=policy.exclude, smooth=policy.smooth)  # fmt: skip
 
 
-def _full_counts(merged: BlockCounts, p: Plan) -> Counts:
+def _full_counts(merged: Counts, p: Plan) -> Counts:
     """Counts of every image; images whose blocks were all skipped keep zero rows."""
-    if merged.b0 == 0 and merged.b1 == p.n_images:
-        return Counts(merged.tp, merged.pred, merged.true, merged.confusion, merged.ignored)
-    full = merge_blocks([merged, _zeros(p, 0), _zeros(p, p.n_images - 1)])
-    return Counts(full.tp, full.pred, full.true, full.confusion, full.ignored)
-
-
-def _zeros(p: Plan, b: int) -> BlockCounts:
-    dtype = np.float64 if p.soft else np.int64
-    rows = np.zeros((1, p.num_classes), dtype)
-    confusion = None if p.soft else np.zeros((p.num_classes, p.num_classes), np.int64)
-    return BlockCounts(b, rows, rows, rows, confusion, 0)
+    if merged.first_image == 0 and merged.n_images == p.n_images:
+        return merged
+    first, last = (
+        Counts.zeros(1, p.num_classes, soft=p.soft, first_image=b) for b in (0, p.n_images - 1)
+    )
+    return Counts.merge([merged, first, last])

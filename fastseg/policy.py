@@ -1,10 +1,11 @@
-"""Data-set metric policies: the choices peers disagree on, their formulas, their presets.
+"""Data-set metric policies: the choices peers disagree on, and the presets that name them.
 
 A :class:`Policy` holds four orthogonal choices (how to aggregate, the value of a class that
 is not present, what "present" means, which classes the means leave out) plus the post's
-smoothing. The functions below turn rows of counts (the data-set totals, or one row per
-image) into metric values under a policy; :data:`PRESETS` names the policies that
-reproduce the post and the peers. Everything here is pure NumPy on counts.
+smoothing; :data:`PRESETS` names the policies that reproduce the post and the peers, and
+:func:`resolve_policy` / :meth:`Policy.resolved` turn a preset, overrides and class names
+into a checked policy. The formulas that apply a policy to counts are in
+:mod:`fastseg.formulas`, which takes the policy's fields as plain arguments.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from fastseg.scores import SMOOTH
+from fastseg.formulas import POST_SMOOTH, PRESENCES, Presence, ValueRules
 
-AGGREGATIONS = ("dataset", "image", "sample")
-PRESENCES = ("truth_or_pred", "truth", "all")
-METRICS = ("iou", "dice")
+#: How counts become per-class values: summed first, or per image (see :class:`Policy`).
+Aggregation = Literal["dataset", "image", "sample"]
+#: What ``empty`` accepts: NaN (or the string ``"nan"``, any case), 0 or 1.
+EmptyValue = float | Literal["nan"]
+
+AGGREGATIONS: tuple[Aggregation, ...] = get_args(Aggregation)
 #: In ``exclude``: the last class, when there is more than one (the post's ``drop_last``).
 LAST = "last"
 #: In ``exclude``: class 0, the usual background (unless a class has this name).
@@ -73,12 +77,13 @@ class Policy:
         sample:  v[c] = mean_b iou[b, c];               mIoU = mean_b mean_{c in K} iou[b, c]
 
     Precision, recall and the accuracies do not depend on the policy (except ``exclude``
-    for mAcc and fwIoU): see :func:`totals_summary`.
+    for mAcc and fwIoU): see :func:`fastseg.formulas.totals_summary`. The formulas take
+    ``smooth``, ``presence`` and ``empty`` as plain arguments (:meth:`value_rules`).
     """
 
-    aggregation: str = "dataset"
+    aggregation: Aggregation = "dataset"
     empty: float = math.nan
-    presence: str = "truth_or_pred"
+    presence: Presence = "truth_or_pred"
     exclude: tuple[int | str, ...] = ()
     smooth: float = 0.0
 
@@ -117,6 +122,15 @@ class Policy:
                 continue
             kept[item] = False
         return kept
+
+    def value_rules(self) -> ValueRules:
+        """The fields the formulas take as keywords: ``smooth``, ``presence``, ``empty``.
+
+        For :func:`fastseg.formulas.metric_values` and
+        :func:`~fastseg.formulas.totals_summary`: ``metric_values("iou", tp, pred, true,
+        **policy.value_rules())``.
+        """
+        return {"smooth": self.smooth, "presence": self.presence, "empty": self.empty}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (``empty`` as ``"nan"``, 0.0 or 1.0)."""
@@ -214,8 +228,8 @@ def resolve_exclusions(
 #: The conventions fastseg reproduces, by name (``None`` is ``"dataset"``).
 PRESETS: dict[str, Policy] = {
     "dataset": Policy(),
-    "post_standard": Policy(aggregation="image", exclude=(LAST,), smooth=SMOOTH),
-    "post_naive": Policy(aggregation="image", presence="all", exclude=(LAST,), smooth=SMOOTH),
+    "post_standard": Policy(aggregation="image", exclude=(LAST,), smooth=POST_SMOOTH),
+    "post_naive": Policy(aggregation="image", presence="all", exclude=(LAST,), smooth=POST_SMOOTH),
     "mmseg": Policy(),
     "cityscapes": Policy(),
     "torchmetrics": Policy(),
@@ -224,7 +238,7 @@ PRESETS: dict[str, Policy] = {
 
 #: What each preset reproduces (shown in the README and in reports).
 PRESET_SOURCES: dict[str, str] = {
-    "dataset": "fastseg's default (DESIGN.md): summed counts, empty class left out",
+    "dataset": "fastseg's default: summed counts, empty class left out",
     "post_standard": "the post's metrics_np(metric_type='standard', drop_last=True)",
     "post_naive": "the post's metrics_np(metric_type='naive', drop_last=True)",
     "mmseg": "mmsegmentation IoUMetric (nan_to_num=None)",
@@ -240,119 +254,3 @@ def resolve_policy(preset: str | None = None, **overrides: Any) -> Policy:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name].with_overrides(**overrides)
-
-
-# ---------------------------------------------------------------------------- formulas
-
-
-def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``num / den`` in float64, NaN where ``den == 0`` (no warning)."""
-    num, den = np.broadcast_arrays(np.asarray(num, np.float64), np.asarray(den, np.float64))
-    out = np.full(num.shape, np.nan)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
-
-
-def nanmean(values: np.ndarray, axis: int) -> np.ndarray:
-    """Mean over `axis` of the non-NaN values; NaN where there is none (no warning).
-
-    The values are added one slice at a time along `axis`, in index order: NumPy's
-    pairwise ``sum`` groups the terms of a row differently depending on how many rows
-    are reduced together, so a bootstrap block and a single report would disagree in
-    the last bits.
-    """
-    moved = np.moveaxis(np.asarray(values, np.float64), axis, 0)
-    total = np.zeros(moved.shape[1:])
-    count = np.zeros(moved.shape[1:])
-    for v in moved:
-        valid = ~np.isnan(v)
-        total += np.where(valid, v, 0.0)
-        count += valid
-    return ratio(total, count)
-
-
-def present(tp: np.ndarray, pred: np.ndarray, true: np.ndarray, presence: str) -> np.ndarray:
-    """Where each class is present in each row, by the `presence` rule."""
-    if presence == "truth":
-        return np.asarray(true) > 0
-    if presence == "all":
-        return np.ones(np.shape(tp), bool)
-    return (np.asarray(pred) + np.asarray(true) - np.asarray(tp)) > 0
-
-
-def row_values(
-    metric: str, tp: np.ndarray, pred: np.ndarray, true: np.ndarray, policy: Policy
-) -> np.ndarray:
-    """IoU or Dice per row and class under `policy` (smoothing, presence, empty value)."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
-    s = policy.smooth
-    intersection = np.asarray(tp, np.float64)
-    mask_sum = np.asarray(pred, np.float64) + np.asarray(true, np.float64)
-    if metric == "iou":
-        values = ratio(intersection + s, mask_sum - intersection + s)
-    else:
-        values = ratio(2.0 * (intersection + s), mask_sum + s)
-    return np.where(present(tp, pred, true, policy.presence), values, policy.empty)
-
-
-def masked(values: np.ndarray) -> np.ndarray:
-    """``[values, NaN as 0 | 1 where not NaN]``, (B, 2N): weighted means in one product."""
-    values = np.asarray(values, np.float64).reshape(len(values), -1)
-    valid = ~np.isnan(values)
-    return np.hstack([np.where(valid, values, 0.0), valid.astype(np.float64)])
-
-
-def weighted_means(weights: np.ndarray, masked_values: np.ndarray) -> np.ndarray:
-    """Weighted means over the images of the non-NaN values prepared by :func:`masked`.
-
-    `weights` (R, B) holds how often each image counts in each of R resamples (ones for
-    the plain mean). Returns (R, N); NaN where no image with a value has weight.
-    """
-    sums = weights @ masked_values
-    n = masked_values.shape[1] // 2
-    return ratio(sums[:, :n], sums[:, n:])
-
-
-def image_class_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted mean over images (B, N) of each class's non-NaN values: (R, N)."""
-    return weighted_means(weights, masked(values))
-
-
-def image_mean(image_scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted mean of the non-NaN per-image scores (B,) for each of R resamples: (R,)."""
-    return weighted_means(weights, masked(image_scores))[:, 0]
-
-
-def totals_summary(
-    tp: np.ndarray, pred: np.ndarray, true: np.ndarray, policy: Policy, kept: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Summaries of summed counts, one per row of (R, N) totals.
-
-    Returns
-    -------
-    dict of ndarray, shape (R,)
-        ``miou``, ``mdice`` (the ``'dataset'`` aggregation), ``aacc``, ``macc``, ``fwiou``.
-
-    Notes
-    -----
-    With ``K`` the kept classes and ``mean`` over the non-NaN values::
-
-        aAcc  = sum_c tp_c / sum_c true_c            (every class: pixel accuracy)
-        mAcc  = mean_{c in K} tp_c / true_c          (a class without truth is NaN)
-        fwIoU = sum_{c in K} true_c IoU_c / sum_{c in K} true_c,  IoU_c = tp_c / union_c
-    """
-    tp, pred, true = (np.asarray(a, np.float64) for a in (tp, pred, true))
-    iou = ratio(tp, pred + true - tp)
-    weight = true[:, kept]
-    # Weighted IoU as a mean of weight * IoU (NaN only where the weight is 0), times the
-    # number of weighted classes: nanmean's fixed order of addition.
-    weighted_iou = np.where(weight > 0, weight * iou[:, kept], np.nan)
-    weighted = np.nan_to_num(nanmean(weighted_iou, axis=1)) * (weight > 0).sum(axis=1)
-    return {
-        "miou": nanmean(row_values("iou", tp, pred, true, policy)[:, kept], axis=1),
-        "mdice": nanmean(row_values("dice", tp, pred, true, policy)[:, kept], axis=1),
-        "aacc": ratio(tp.sum(axis=1), true.sum(axis=1)),
-        "macc": nanmean(ratio(tp, true)[:, kept], axis=1),
-        "fwiou": ratio(weighted, weight.sum(axis=1)),
-    }

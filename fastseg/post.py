@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from fastseg.counting import count_prepared
+from fastseg.formulas import check_post_options, post_mean
 from fastseg.inputs import prepare
-from fastseg.scores import check_metric, post_metric
 
 
 def metrics(
@@ -79,9 +79,9 @@ def metrics(
     >>> truth = np.array([[[0, 1], [1, 1]]])            # label map, 1 image of 2x2
     >>> scores = np.eye(2)[[[[0, 1], [0, 1]]]]           # one-hot prediction
     >>> round(fastseg.metrics(truth, scores, "iou", drop_last=False), 4)
-    0.5833
+    0.5835
     """
-    check_metric(metric_name, metric_type)
+    metric = check_post_options(metric_name, metric_type)
     soft = metric_type == "soft"
     # post=True: the post's one-class rule; soft sums of any values (logits included).
     prep = prepare(y_true, y_pred, num_classes=num_classes, class_axis=class_axis,
@@ -93,8 +93,8 @@ def metrics(
         # Mirrors the post's verbose output, which users of the drop-in rely on.
         print("intersection (pred*true), union (pred+true-inters)", file=sys.stdout)  # noqa: T201
         print(c.tp, union, file=sys.stdout)  # noqa: T201
-    return post_metric(c, metric_name, naive=metric_type == "naive", drop_last=drop_last,
-                       mean_per_class=mean_per_class)  # fmt: skip
+    return post_mean(c.tp, c.pred, c.true, metric, naive=metric_type == "naive",
+                     drop_last=drop_last, mean_per_class=mean_per_class)  # fmt: skip
 
 
 def mean_iou(y_true: Any, y_pred: Any, **kwargs: Any) -> float | np.ndarray:

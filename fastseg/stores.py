@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from fastseg.inputs import as_array
+
 #: Codecs that run arbitrary code (pickle) or make object arrays; never decoded.
 UNSAFE_CODECS = frozenset(
     {"pickle", "json2", "msgpack2", "vlen-utf8", "vlen-bytes", "vlen-array", "categorize", "object"}
@@ -380,8 +382,6 @@ def open_source(
         if node.dtype.kind not in "biuf":
             raise TypeError(f"{name} has dtype {node.dtype}; fastseg needs a numeric array")
         return Source(name, node, "Dask array")
-    from fastseg.inputs import as_array
-
     arr = as_array(node, name)
     return Source(name, da.from_array(arr, chunks=_numpy_chunks(arr)), f"{description} in memory")
 

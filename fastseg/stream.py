@@ -3,8 +3,8 @@
 An :class:`Accumulator` is a small value holding the counts seen so far (per image, with
 optional ids, or only data-set totals) and the options that decide how batches are read.
 ``update`` runs the kernel on one batch and adds its counts; ``+`` merges two
-accumulators, the same step the Dask layer uses to combine chunks; ``compute`` makes a
-:class:`~fastseg.report.Report`.
+accumulators; both combine counts with :meth:`fastseg.counts.Counts.merge`, the step the
+Dask layer uses to combine chunks; ``compute`` makes a :class:`~fastseg.report.Report`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from fastseg._version import __version__
 from fastseg.counting import count_prepared
-from fastseg.counts import Counts, corrupt_file, counts_from_arrays, load_versioned, save_versioned
+from fastseg.counts import Counts, corrupt_file, counts_from_arrays, load_versioned, save_counts
 from fastseg.inputs import prepare, prepare_options
+from fastseg.report import Report
 
 #: Version of the file layout written by :meth:`Accumulator.save`.
 FORMAT_VERSION = 1
@@ -97,17 +99,10 @@ class Accumulator:
 
     def reset(self) -> Accumulator:
         """Forget every count (the options stay)."""
-        n = self.num_classes
-        dtype = np.float64 if self.soft else np.int64
+        # The counts so far, as parts not merged yet: each part's rows follow the previous
+        # part's (first_image), so one Counts.merge appends them all when they are read.
         rows = 0 if self.per_image else 1
-        self._parts: list[Counts] = [
-            Counts(
-                np.zeros((rows, n), dtype),
-                np.zeros((rows, n), dtype),
-                np.zeros((rows, n), dtype),
-                None if self.soft else np.zeros((n, n), np.int64),
-            )
-        ]
+        self._parts: list[Counts] = [Counts.zeros(rows, self.num_classes, soft=self.soft)]
         self._ids: list[str | None] = []  # None: no id given, the image's position stands in
         self._n_images = 0
         return self
@@ -125,20 +120,13 @@ class Accumulator:
 
     @property
     def counts(self) -> Counts:
-        """The counts so far: one row per image, or one row of totals (``per_image=False``)."""
+        """The counts so far: one row per image, or one row of totals (``per_image=False``).
+
+        The parts added since the last read are merged (:meth:`Counts.merge`) once, here,
+        and kept merged: updates stay cheap however long the stream.
+        """
         if len(self._parts) > 1:
-            merged = self._parts[0]
-            tp = np.concatenate([p.tp for p in self._parts])
-            pred = np.concatenate([p.pred for p in self._parts])
-            true = np.concatenate([p.true for p in self._parts])
-            confusion = None
-            if merged.confusion is not None:
-                confusion = merged.confusion.copy()
-                for p in self._parts[1:]:
-                    if p.confusion is not None:
-                        confusion += p.confusion
-            ignored = sum(p.ignored for p in self._parts)
-            self._parts = [Counts(tp, pred, true, confusion, ignored)]
+            self._parts = [Counts.merge(self._parts)]
         return self._parts[0]
 
     def _require_per_image(self, what: str) -> None:
@@ -192,9 +180,14 @@ class Accumulator:
         return self._append(counts, names, counts.n_images)
 
     def _append(self, counts: Counts, names: list[str | None], n_images: int) -> Accumulator:
-        """Add `counts` of `n_images` images: as rows, or into the totals."""
+        """Add `counts` of `n_images` images: as the next rows, or into the totals.
+
+        Either way through :meth:`Counts.merge`: per image, the rows are placed after
+        those so far and merged when read; totals are merged now (``+`` appends the
+        batch's rows to the totals' row, which are then summed in order).
+        """
         if self.per_image:
-            self._parts.append(counts)
+            self._parts.append(counts.starting_at(self._n_images))
             self._ids.extend(names)
         else:
             self._parts = [(self._parts[0] + counts).total()]
@@ -247,9 +240,7 @@ class Accumulator:
             threshold=self.threshold,
             spatial_dims=self.spatial_dims,
         )
-        c = self.counts
-        confusion = None if c.confusion is None else c.confusion.copy()
-        out._parts = [Counts(c.tp.copy(), c.pred.copy(), c.true.copy(), confusion, c.ignored)]
+        out._parts = [Counts.merge([self.counts])]  # a merge of one part: a copy
         out._ids = list(self._ids)
         out._n_images = self._n_images
         return out
@@ -281,7 +272,7 @@ class Accumulator:
 
     def compute(
         self, preset: str | None = None, *, meta: dict[str, Any] | None = None, **policies: Any
-    ) -> Any:
+    ) -> Report:
         """The :class:`~fastseg.report.Report` of everything counted so far.
 
         Parameters
@@ -293,8 +284,6 @@ class Accumulator:
         **policies
             ``aggregation``, ``empty``, ``presence``, ``exclude``: override the preset.
         """
-        from fastseg.report import Report
-
         if self.n_images == 0:
             raise ValueError("nothing to report: no image has been added")
         if not self.per_image:
@@ -338,25 +327,12 @@ class Accumulator:
         ``ignored`` and the writing fastseg's ``fastseg_version``. No pickles; no suffix
         is added to `path`.
         """
-        from fastseg import __version__
-
-        c = self.counts
-        meta = {
-            **self._options(),
-            "n_images": self.n_images,
-            "ignored": c.ignored,
-            "fastseg_version": __version__,
-        }
-        arrays = {
-            "tp": c.tp,
-            "pred": c.pred,
-            "true": c.true,
+        meta = {**self._options(), "n_images": self.n_images, "fastseg_version": __version__}
+        ids = {
             "ids": np.array(["" if i is None else i for i in self._ids], dtype=str),
             "named": np.array([i is not None for i in self._ids], dtype=bool),
         }
-        if c.confusion is not None:
-            arrays["confusion"] = c.confusion
-        save_versioned(path, _FORMAT, FORMAT_VERSION, meta, arrays)
+        save_counts(path, self.counts, _FORMAT, FORMAT_VERSION, meta, ids)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Accumulator:
@@ -386,9 +362,7 @@ class Accumulator:
                 raise ValueError(f"n_images is {n_images!r}")
         except (KeyError, TypeError, ValueError) as exc:
             raise corrupt_file(path, what, f"bad metadata ({type(exc).__name__}: {exc})") from exc
-        counts = counts_from_arrays(
-            path, what, arrays, meta.get("ignored"), soft=acc.soft, strict=True
-        )
+        counts = counts_from_arrays(path, what, arrays, meta, soft=acc.soft, strict=True)
         expected_rows = n_images if acc.per_image else 1
         if counts.num_classes != acc.num_classes or counts.n_images != expected_rows:
             raise corrupt_file(
@@ -397,6 +371,8 @@ class Accumulator:
                 f"arrays and metadata disagree: counts of shape {counts.tp.shape} for "
                 f"{acc.num_classes} classes and {expected_rows} row(s)",
             )
+        if counts.first_image != 0:  # an accumulator's rows are its images from the first
+            raise corrupt_file(path, what, f"counts from image {counts.first_image}, not 0")
         names, named = arrays.get("ids"), arrays.get("named")
         if (
             names is None

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from fastseg._version import __version__
+
 if TYPE_CHECKING:
     import zarr
 
@@ -734,8 +736,6 @@ def write_dataset(
         attributes={"num_classes": spec.classes, "ignore_index": spec.ignore_index},
         **true_options,
     )  # fmt: skip
-    from fastseg import __version__
-
     synth_attrs: dict[str, Any] = {
         "generator": "fastseg.synth",
         "version": GENERATOR_VERSION,

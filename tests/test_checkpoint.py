@@ -15,13 +15,13 @@ from conftest import DAMAGES, DATA
 from fastseg.checkpoint import (
     FORMAT_VERSION,
     MANIFEST,
-    BlockCounts,
     Checkpoint,
     block_index,
     fingerprint_hash,
     load_block,
     save_block,
 )
+from fastseg.counts import Counts, save_versioned
 
 FP = {"pred": "/data/a.zarr/pred", "true": "/data/a.zarr/true", "ignore_index": 255}
 OTHER = {**FP, "ignore_index": 0}
@@ -31,9 +31,10 @@ def _counts(b0=0, rows=2, n=3, soft=False, seed=0):
     rng = np.random.default_rng(seed)
     if soft:
         tp = rng.random((rows, n))
-        return BlockCounts(b0, tp, tp + 1, tp + 2, None, 0)
+        return Counts(tp=tp, pred=tp + 1, true=tp + 2, first_image=b0)
     tp = rng.integers(0, 9, (rows, n))
-    return BlockCounts(b0, tp, tp + 1, tp + 2, rng.integers(0, 9, (n, n)), 4)
+    return Counts(tp=tp, pred=tp + 1, true=tp + 2, confusion=rng.integers(0, 9, (n, n)),
+                  ignored=4, first_image=b0)  # fmt: skip
 
 
 def _save(ckpt, block, counts=None):
@@ -42,7 +43,7 @@ def _save(ckpt, block, counts=None):
 
 
 def _load(ckpt, block, b0=0, rows=2, n=3, soft=False):
-    return load_block(ckpt.block_file(block), b0=b0, rows=rows, num_classes=n, soft=soft)
+    return load_block(ckpt.block_file(block), first_image=b0, rows=rows, num_classes=n, soft=soft)
 
 
 @pytest.mark.parametrize("soft", [False, True])
@@ -51,7 +52,7 @@ def test_a_block_round_trips_with_its_fingerprint(tmp_path, soft):
     c = _counts(b0=4, soft=soft)
     _save(ckpt, (2, 0), c)
     back = _load(ckpt, (2, 0), b0=4, soft=soft)
-    assert back.b0 == 4
+    assert back.first_image == 4
     assert back.ignored == c.ignored
     for a, b in ((back.tp, c.tp), (back.pred, c.pred), (back.true, c.true)):
         np.testing.assert_array_equal(a, b)
@@ -107,10 +108,29 @@ def test_a_block_that_does_not_fit_is_refused(tmp_path):
             _load(ckpt, block, **expected)
     # Hard counts stored as floats.
     c = _counts()
-    save_block(ckpt.block_file((0, 0)), BlockCounts(0, c.tp.astype(float), c.pred, c.true,
-                                                    c.confusion, 0))  # fmt: skip
+    save_block(ckpt.block_file((0, 0)), Counts(tp=c.tp.astype(float), pred=c.pred, true=c.true,
+                                               confusion=c.confusion))  # fmt: skip
     with pytest.raises(ValueError, match="hard counts with tp of dtype float64"):
         _load(ckpt, (0, 0))
+
+
+def test_the_version_2_block_layout_is_kept(tmp_path):
+    """Blocks are Counts files of fastseg.counts; their layout is still version 2's."""
+    ckpt = Checkpoint(tmp_path / "ck", FP)
+    for block, b0 in (((0, 0), 0), ((1, 0), 2)):
+        _save(ckpt, block, _counts(b0=b0))
+        with np.load(ckpt.path(block)) as f:
+            meta = json.loads(str(f["meta"]))
+            assert sorted(f.files) == ["confusion", "meta", "pred", "tp", "true"]
+        assert meta == {"format": "fastseg.checkpoint-block", "version": 2,
+                        "fingerprint": ckpt.key, "block": list(block), "b0": b0,
+                        "ignored": 4, "soft": False}  # fmt: skip
+    # A block as the version-2 writer laid it out reads back as Counts.
+    c = _counts(b0=6, soft=True)
+    meta = {"fingerprint": ckpt.key, "block": [3, 1], "b0": 6, "ignored": 0, "soft": True}
+    save_versioned(ckpt.path((3, 1)), "fastseg.checkpoint-block", 2, meta,
+                   {"tp": c.tp, "pred": c.pred, "true": c.true})  # fmt: skip
+    assert _load(ckpt, (3, 1), b0=6, soft=True) == c
 
 
 def test_stray_files_in_blocks_are_ignored_and_named(tmp_path, caplog):

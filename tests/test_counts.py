@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import re
 
+import dask.array as da
 import numpy as np
 import pytest
 from conftest import DAMAGES, DATA, golden_counts
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fastseg
 from fastseg import Counts
 from fastseg.counts import FORMAT_VERSION, load_versioned, save_versioned
+from fastseg.dataset import plan
+from fastseg.stream import Accumulator
 
 
 def hard(seed=0, b=2, n=3, ignored=0):
@@ -309,3 +315,217 @@ def test_versioned_files_round_trip_and_name_their_problems(tmp_path):
     with pytest.raises(ValueError, match="reserved"):
         save_versioned(path, "fastseg.thing", 1, {}, {"meta": np.arange(2)})
 
+
+# ------------------------------------------------------- the one merge: Counts.merge
+
+
+def _cuts(data, length):
+    """Sorted edges that split ``range(length)`` into consecutive pieces (at least one)."""
+    inner = data.draw(st.sets(st.integers(1, length - 1), max_size=3)) if length > 1 else set()
+    return [0, *sorted(inner), length]
+
+
+def _merge_in_a_random_tree(data, parts):
+    """`parts` merged by a random tree: groups of consecutive parts, merged level by level."""
+    if len(parts) == 1:
+        return parts[0]
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(parts) - 1), max_size=4)))
+    if not cuts:
+        return Counts.merge(parts)
+    edges = [0, *cuts, len(parts)]
+    return Counts.merge([_merge_in_a_random_tree(data, parts[a:b])
+                         for a, b in itertools.pairwise(edges)])  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 5)),
+    soft=st.booleans(),
+    data=st.data(),
+)
+def test_merging_any_split_in_any_order_and_tree_equals_counting_the_whole(seed, shape, soft, data):
+    """Blocks of images and of parts of images, counted apart, merge into the whole's counts."""
+    n = 4
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, n, shape).astype(np.uint8)
+    truth[rng.random(shape) < 0.2] = 255
+    scores = rng.random((*shape, n)).astype(np.float32)
+    whole = fastseg.counts(truth, scores, ignore_index=255, soft=soft)
+    parts = []
+    for edges in itertools.product(*(itertools.pairwise(_cuts(data, k)) for k in shape)):
+        block = tuple(slice(a, b) for a, b in edges)
+        c = fastseg.counts(truth[block].copy(), scores[block].copy(), ignore_index=255, soft=soft)
+        parts.append(c.starting_at(edges[0][0]))
+    parts = data.draw(st.permutations(parts))
+    merged = _merge_in_a_random_tree(data, parts)
+    assert merged.first_image == 0
+    assert merged.n_images == shape[0]
+    if soft:  # the same sums, added in another order
+        assert merged.confusion is None
+        assert merged.ignored == whole.ignored
+        for a, b in ((merged.tp, whole.tp), (merged.pred, whole.pred), (merged.true, whole.true)):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+    else:
+        assert merged == whole
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3)), min_size=1, max_size=8),
+    soft=st.booleans(),
+    data=st.data(),
+)
+def test_merge_places_rows_by_first_image_in_any_order_and_tree(rows, soft, data):
+    """Exact even for soft sums: the values are multiples of 1/8, whose sums are exact."""
+    n = 3
+    rng = np.random.default_rng(len(rows))
+    parts = []
+    for first, count in rows:
+        tp, pred, true = (rng.integers(0, 9, (count, n)) for _ in range(3))
+        if soft:
+            tp, pred, true = tp / 8, pred / 8, true / 8
+        confusion = None if soft else rng.integers(0, 9, (n, n))
+        parts.append(Counts(tp=tp, pred=pred, true=true, confusion=confusion,
+                            ignored=int(rng.integers(0, 5)), first_image=first))  # fmt: skip
+    start = min(f for f, _ in rows)
+    stop = max(f + c for f, c in rows)
+    expected = {k: np.zeros((stop - start, n)) for k in ("tp", "pred", "true")}
+    for p in parts:
+        for k in expected:
+            expected[k][p.first_image - start : p.first_image - start + p.n_images] += getattr(p, k)
+    merged = _merge_in_a_random_tree(data, data.draw(st.permutations(parts)))
+    assert merged.first_image == start
+    assert merged.n_images == stop - start
+    assert merged.soft == soft
+    for k, v in expected.items():
+        np.testing.assert_array_equal(getattr(merged, k), v)
+    assert merged.ignored == sum(p.ignored for p in parts)
+    if soft:
+        assert merged.confusion is None
+    else:
+        np.testing.assert_array_equal(merged.confusion, sum(p.confusion for p in parts))
+    assert merged == Counts.merge(parts)  # flat, in the order given
+
+
+def test_merge_fills_gaps_with_zero_rows_and_copies():
+    a = hard(0, b=2, ignored=1).starting_at(5)
+    b = hard(1, b=1, ignored=2).starting_at(1)
+    m = Counts.merge([a, b])
+    assert (m.first_image, m.n_images, m.ignored) == (1, 6, 3)
+    np.testing.assert_array_equal(m.tp[0], b.tp[0])
+    np.testing.assert_array_equal(m.tp[1:4], 0)
+    np.testing.assert_array_equal(m.tp[4:], a.tp)
+    np.testing.assert_array_equal(m.confusion, a.confusion + b.confusion)
+    one = Counts.merge([a])  # a merge of one part is a copy
+    assert one == a
+    assert not np.shares_memory(one.tp, a.tp)
+    assert not np.shares_memory(one.confusion, a.confusion)
+    # A part without a confusion matrix: the merge has none (as with +).
+    bare = Counts(a.tp, a.pred, a.true, first_image=7)
+    assert Counts.merge([a, bare]).confusion is None
+
+
+def test_merge_refuses_nothing_and_mismatched_parts():
+    with pytest.raises(ValueError, match="nothing to merge"):
+        Counts.merge([])
+    with pytest.raises(ValueError, match=r"cannot merge counts of 3 classes \(hard\).*\(soft\)"):
+        Counts.merge([hard(), hard(1), soft()])
+    with pytest.raises(ValueError, match=r"3 classes.*4 classes"):
+        Counts.merge([hard(n=3), hard(n=4)])
+    with pytest.raises(TypeError, match="only Counts merge with Counts; got ndarray"):
+        Counts.merge([hard(), np.zeros((2, 3))])
+
+
+def test_add_is_the_merge_with_the_right_operand_after_the_left():
+    a, b = hard(0, b=2, ignored=3).starting_at(4), hard(1, b=3).starting_at(9)
+    c = a + b
+    assert c == Counts.merge([a, b.starting_at(6)])
+    assert (c.first_image, c.n_images) == (4, 5)
+    np.testing.assert_array_equal(c.tp, np.vstack([a.tp, b.tp]))
+
+
+def test_first_image_is_a_keyword_checked_compared_and_saved(tmp_path):
+    c = hard(0)
+    assert c.first_image == 0
+    moved = c.starting_at(3)
+    assert moved.first_image == 3
+    assert moved.tp is c.tp  # arrays shared
+    assert moved != c
+    assert Counts(c.tp, c.pred, c.true, c.confusion, first_image=np.int64(2)).first_image == 2
+    with pytest.raises(TypeError):
+        Counts(c.tp, c.pred, c.true, c.confusion, 0, 3)  # keyword only
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="first_image must be an image index"):
+            c.starting_at(bad)
+    moved.save(tmp_path / "moved.npz")
+    assert Counts.load(tmp_path / "moved.npz") == moved
+    with np.load(tmp_path / "moved.npz") as f:
+        assert json.loads(str(f["meta"]))["b0"] == 3
+    c.save(tmp_path / "c.npz")  # at image 0: the version-1 layout, no b0 entry
+    with np.load(tmp_path / "c.npz") as f:
+        assert set(json.loads(str(f["meta"]))) == {"format", "version", "ignored", "soft"}
+    arrays = {"tp": c.tp, "pred": c.pred, "true": c.true}
+    save_versioned(tmp_path / "bad.npz", "fastseg.counts", FORMAT_VERSION,
+                   {"ignored": 0, "b0": -2}, arrays)  # fmt: skip
+    with pytest.raises(ValueError, match="corrupt fastseg counts file: first_image must be"):
+        Counts.load(tmp_path / "bad.npz")
+
+
+def test_zeros():
+    z = Counts.zeros(3, 4)
+    assert (z.n_images, z.num_classes, z.first_image, z.ignored, z.soft) == (3, 4, 0, 0, False)
+    assert z.tp.dtype == z.confusion.dtype == np.int64
+    assert not z.tp.any()
+    assert not z.confusion.any()
+    s = Counts.zeros(0, 2, soft=True, first_image=5)
+    assert (s.n_images, s.first_image, s.soft, s.confusion) == (0, 5, True, None)
+    assert s.tp.dtype == np.float64
+
+
+def test_plus_the_accumulator_and_the_dask_plan_all_merge_through_counts_merge(monkeypatch):
+    real = Counts.merge.__func__
+    calls = []
+
+    def spy(cls, parts):
+        parts = list(parts)
+        calls.append(len(parts))
+        return real(cls, parts)
+
+    monkeypatch.setattr(Counts, "merge", classmethod(spy))
+    rng = np.random.default_rng(8)
+    truth = rng.integers(0, 4, (6, 8, 6)).astype(np.uint8)
+    scores = rng.random((6, 8, 6, 4)).astype(np.float32)
+    whole = fastseg.counts(truth, scores)
+    calls.clear()
+
+    # Counts: +
+    assert fastseg.counts(truth[:2], scores[:2]) + fastseg.counts(truth[2:], scores[2:]) == whole
+    assert calls == [2]
+    # The Accumulator: update (merged when read), +=, +, and per_image=False totals
+    calls.clear()
+    acc = Accumulator(4).update(truth[:3], scores[:3]).update(truth[3:], scores[3:])
+    assert acc.counts == whole
+    assert calls == [3]  # the empty start and the two batches, merged once
+    calls.clear()
+    other = Accumulator(4).update(truth[:1], scores[:1])
+    other += Accumulator(4).update(truth[1:], scores[1:])
+    assert other.counts == whole
+    assert calls
+    assert all(k >= 2 for k in calls)
+    calls.clear()
+    assert (Accumulator(4).update(truth[:4], scores[:4]) + Accumulator(4).update(
+        truth[4:], scores[4:])).counts == whole  # fmt: skip
+    assert calls
+    calls.clear()
+    totals = Accumulator(4, per_image=False)
+    for b in range(6):
+        totals.update(truth[b : b + 1], scores[b : b + 1])
+    assert totals.counts == whole.total()
+    assert calls == [2] * 6
+    # The Dask plan: blocks that split images, merged by the plan's tree
+    calls.clear()
+    p = plan(da.from_array(scores, chunks=(4, 3, 6, 4)), truth, num_classes=4, ignore_index=None)
+    merged = p.root.compute(scheduler="sync")
+    assert merged == whole
+    assert sum(calls) == len(p.parts) == 6

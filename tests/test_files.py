@@ -13,7 +13,7 @@ import pytest
 import fastseg
 from fastseg import _files
 from fastseg._files import save_npz, write_atomically
-from fastseg.checkpoint import BlockCounts, Checkpoint, save_block
+from fastseg.checkpoint import Checkpoint, save_block
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -132,7 +132,7 @@ def _write_every_kind(folder):
         paths["plot png"] = report.plot(folder / "report.png")
     ckpt = Checkpoint(folder / "ckpt", {"pred": "p", "true": "t"})
     c = report.counts
-    save_block(ckpt.block_file((0, 0)), BlockCounts(0, c.tp, c.pred, c.true, c.confusion, 0))
+    save_block(ckpt.block_file((0, 0)), c)
     paths["checkpoint block"] = ckpt.path((0, 0))
     paths["checkpoint manifest"] = ckpt.manifest
     return paths

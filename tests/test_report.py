@@ -37,14 +37,9 @@ from sklearn.metrics import accuracy_score, confusion_matrix
 
 import fastseg
 from fastseg import Counts
+from fastseg.bootstrap import BOOT_BLOCK, resample_weights
 from fastseg.reference import metrics_np
-from fastseg.report import (
-    BOOT_BLOCK,
-    PRESETS,
-    ImageScore,
-    Report,
-    resample_weights,
-)
+from fastseg.report import PRESETS, ImageScore, Report
 
 nan = math.nan
 S = 0.001  # the post's smoothing

@@ -385,3 +385,25 @@ def test_metadata_that_disagrees_is_refused(tmp_path):
         path = _resaved(tmp_path, source, change)
         with pytest.raises(ValueError, match=message):
             Accumulator.load(path)
+
+
+def test_an_accumulator_file_whose_counts_start_after_image_0_is_refused(tmp_path):
+    import json
+
+    def moved(arrays):
+        m = json.loads(str(arrays["meta"]))
+        arrays["meta"] = np.array(json.dumps({**m, "b0": 2}))
+
+    path = _resaved(tmp_path, DATA / "accumulator_hard_v1.npz", moved)
+    with pytest.raises(ValueError, match="corrupt fastseg accumulator file: counts from image 2"):
+        Accumulator.load(path)
+
+
+def test_updates_and_merges_place_rows_after_the_images_so_far():
+    rng = np.random.default_rng(9)
+    truth, scores = _batch(rng, b=5)
+    acc = Accumulator(4, ignore_index=255).update(truth[:2], scores[:2])
+    moved = fastseg.counts(truth[2:], scores[2:], ignore_index=255).starting_at(40)
+    acc.add_counts(moved)  # whatever image its rows started at: appended
+    assert acc.counts == fastseg.counts(truth, scores, ignore_index=255)
+    assert acc.counts.first_image == 0
