@@ -31,14 +31,16 @@ def count_prepared(prep: Prepared, *, soft: bool = False) -> Counts:
     has_ignore = prep.ignore_index is not None
     ignore = prep.ignore_index if has_ignore else 0
     threads = numba.get_num_threads()
+    # Per-thread tables, or one shared table when those would not fit the memory budget.
+    hard_counts = kernels.hard_kernel(n, threads)
     for b0, p, t in prep.slabs():
         rows = slice(b0, b0 + p.shape[0])
         if soft:
             kernels.soft_sums(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
                               stats, threads)  # fmt: skip
         else:
-            kernels.hard_counts(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
-                                confusion, stats, threads)  # fmt: skip
+            hard_counts(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
+                        confusion, stats, threads)  # fmt: skip
     check_stats(stats, n, prep.ignore_index, (prep.true_dtype, prep.pred_dtype))
     return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]))
 

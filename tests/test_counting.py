@@ -761,3 +761,63 @@ def test_soft_sums_of_one_hot_prediction_equal_hard_counts():
     np.testing.assert_array_equal(soft.tp, hard.tp)
     np.testing.assert_array_equal(soft.pred, hard.pred)
     np.testing.assert_array_equal(soft.true, hard.true)
+
+
+# --------------------------------------------------------------------------------------
+# Many classes: the shared-table kernel, and the number of classes a machine can hold
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chosen_kernels(monkeypatch):
+    """The hard kernel count_prepared picks (kernels.hard_kernel), call by call."""
+    picked = []
+    real = kernels.hard_kernel
+
+    def spy(*args, **kwargs):
+        picked.append(real(*args, **kwargs))
+        return picked[-1]
+
+    monkeypatch.setattr(kernels, "hard_kernel", spy)
+    return picked
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first", "float16"])
+@pytest.mark.parametrize("b", [1, 3])
+def test_shared_table_path_equals_bincount(layout, b, monkeypatch, chosen_kernels):
+    """TABLE_SLACK = 0 sends even 4 classes to hard_counts_shared: at 1 and 2 threads its
+    counts equal the per-thread path's and bincount's (B = 1: one image over 3 blocks)."""
+    scores, truth, pred, class_axis = big_case(70, b, layout)
+    kw = {"class_axis": class_axis, "ignore_index": 255}
+    per_thread = fastseg.counts(truth, scores, **kw)
+    assert chosen_kernels == [kernels.hard_counts]
+    assert_counts(per_thread, truth, pred, 4, truth != 255)
+    monkeypatch.setattr(kernels, "TABLE_SLACK", 0)
+    saved = numba.get_num_threads()
+    thread_counts = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
+    try:
+        for threads in thread_counts:
+            numba.set_num_threads(threads)
+            assert fastseg.counts(truth, scores, **kw) == per_thread
+    finally:
+        numba.set_num_threads(saved)
+    assert chosen_kernels[1:] == [kernels.hard_counts_shared] * len(thread_counts)
+
+
+@pytest.mark.parametrize("kind", ["labels", "channels_first"])
+def test_many_classes_take_the_shared_table(kind, chosen_kernels):
+    """3000 classes: per-thread tables would be 2T times the confusion matrix."""
+    n = 3000
+    rng = rng_for(71, len(kind))
+    truth = rng.integers(0, n, (3, 20, 30))
+    truth[rng.random(truth.shape) < 0.1] = n + 1
+    keep = truth != n + 1
+    if kind == "labels":
+        pred = rng.integers(0, n, truth.shape)
+        c = fastseg.counts(truth, pred, num_classes=n, ignore_index=n + 1)
+    else:
+        scores = rng.random((3, n, 20, 30), np.float32)
+        pred = scores.argmax(1)
+        c = fastseg.counts(truth, scores, class_axis=1, ignore_index=n + 1)
+    assert chosen_kernels == [kernels.hard_counts_shared]
+    assert_counts(c, np.where(keep, truth, 0), pred, n, keep)
