@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numba
@@ -11,6 +12,52 @@ from fastseg import kernels
 from fastseg.counts import Counts
 from fastseg.inputs import Prepared, prepare
 
+#: Most classes the kernels can label: labels are int32, and N itself is the "no class"
+#: label of the one-class threshold.
+MAX_CLASSES = 2**31 - 2
+
+
+def _memory_bytes() -> int | None:
+    """Physical memory of this machine, or None where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_num_classes(num_classes: int, *, soft: bool = False) -> None:
+    """Refuse a number of classes whose count arrays cannot exist on this machine.
+
+    Call it before allocating anything of size N x N (hard counts: the int64 confusion
+    matrix) or N per image (soft counts: three float64 rows per image).
+
+    Raises
+    ------
+    ValueError
+        When those arrays are larger than the machine's physical memory (or than any
+        NumPy array can be), or N exceeds :data:`MAX_CLASSES`; the message says how
+        many bytes N classes need.
+    """
+    n = int(num_classes)
+    if soft:
+        need = 3 * 8 * n
+        what = f"three float64 rows of {n} values per image"
+    else:
+        need = 8 * n * n
+        what = f"a {n} x {n} int64 confusion matrix"
+    memory = _memory_bytes()
+    if memory is not None and need > memory:
+        why = f"this machine has {memory:.2g} bytes of memory"
+    elif need >= 2**63:
+        why = "no array can be that large"
+    elif n > MAX_CLASSES:
+        why = f"fastseg counts at most {MAX_CLASSES} classes (labels are int32)"
+    else:
+        return
+    raise ValueError(
+        f"num_classes={n} needs {what} ({need:.2g} bytes); {why}: is num_classes right?"
+    )
+
 
 def count_prepared(prep: Prepared, *, soft: bool = False) -> Counts:
     """Run the kernel over prepared inputs and check what it found.
@@ -19,9 +66,11 @@ def count_prepared(prep: Prepared, *, soft: bool = False) -> Counts:
     ------
     ValueError
         When labels lie outside ``[0, N)`` (and are not the ignore index) or scores are
-        NaN; nothing is returned in that case.
+        NaN; nothing is returned in that case. Also when N is too large
+        (:func:`check_num_classes`).
     """
     n, b = prep.num_classes, prep.n_images
+    check_num_classes(n, soft=soft)
     dtype = np.float64 if soft else np.int64
     tp = np.zeros((b, n), dtype)
     pred = np.zeros((b, n), dtype)

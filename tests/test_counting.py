@@ -11,6 +11,8 @@ small set of dtypes and layouts (float16/32/64 scores, int64 label maps, ...).
 from __future__ import annotations
 
 import concurrent.futures
+import math
+import re
 
 import numba
 import numpy as np
@@ -21,7 +23,8 @@ from hypothesis import strategies as st
 
 import fastseg
 import fastseg.inputs
-from fastseg import Counts, kernels
+from fastseg import Counts, counting, kernels
+from fastseg.counting import check_num_classes
 
 # --------------------------------------------------------------------------------------
 # Reference
@@ -821,3 +824,22 @@ def test_many_classes_take_the_shared_table(kind, chosen_kernels):
         c = fastseg.counts(truth, scores, class_axis=1, ignore_index=n + 1)
     assert chosen_kernels == [kernels.hard_counts_shared]
     assert_counts(c, np.where(keep, truth, 0), pred, n, keep)
+
+
+def test_num_classes_beyond_any_confusion_matrix():
+    message = ("num_classes=2147483648 needs a 2147483648 x 2147483648 int64 confusion matrix "
+               "(3.7e+19 bytes)")  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_num_classes(2**31)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fastseg.counts(np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64),
+                       num_classes=2**31)  # fmt: skip
+    with pytest.raises(ValueError, match=r"num_classes=2147483648 needs three float64 rows"):
+        check_num_classes(2**31, soft=True)
+    check_num_classes(4000)
+    check_num_classes(4000, soft=True)
+    memory = counting._memory_bytes()
+    if memory is not None:
+        n = math.isqrt(memory // 8) + 1
+        with pytest.raises(ValueError, match="bytes of memory: is num_classes right"):
+            check_num_classes(n)
