@@ -59,15 +59,24 @@ def check_num_classes(num_classes: int, *, soft: bool = False) -> None:
     )
 
 
-def count_prepared(prep: Prepared, *, soft: bool = False) -> Counts:
+def count_prepared(prep: Prepared, *, soft: bool = False, check_range: bool = False) -> Counts:
     """Run the kernel over prepared inputs and check what it found.
+
+    Parameters
+    ----------
+    prep : Prepared
+    soft : bool
+        Soft sums instead of hard counts.
+    check_range : bool
+        With `soft`: refuse scores (and score truth) outside [0, 1] (see
+        :func:`check_stats`). The post-compatible API leaves it off and sums logits.
 
     Raises
     ------
     ValueError
-        When labels lie outside ``[0, N)`` (and are not the ignore index) or scores are
-        NaN; nothing is returned in that case. Also when N is too large
-        (:func:`check_num_classes`).
+        When labels lie outside ``[0, N)`` (and are not the ignore index), scores are
+        NaN, or (`check_range`) soft values lie outside [0, 1]; nothing is returned in
+        that case. Also when N is too large (:func:`check_num_classes`).
     """
     n, b = prep.num_classes, prep.n_images
     check_num_classes(n, soft=soft)
@@ -90,7 +99,8 @@ def count_prepared(prep: Prepared, *, soft: bool = False) -> Counts:
         else:
             hard_counts(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
                         confusion, stats, threads)  # fmt: skip
-    check_stats(stats, n, prep.ignore_index, (prep.true_dtype, prep.pred_dtype))
+    check_stats(stats, n, prep.ignore_index, (prep.true_dtype, prep.pred_dtype),
+                soft_range=check_range)  # fmt: skip
     return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]))
 
 
@@ -99,8 +109,13 @@ def check_stats(
     num_classes: int,
     ignore_index: int | None,
     dtypes: tuple[np.dtype | None, np.dtype | None] = (None, None),
+    soft_range: bool = False,
 ) -> None:
-    """Raise a ValueError describing bad labels or NaN scores found by a kernel."""
+    """Raise a ValueError describing bad labels or NaN scores found by a kernel.
+
+    With `soft_range`, soft values outside [0, 1] (or infinite) are refused too: soft
+    metrics of logits are meaningless (kept only by the post-compatible API).
+    """
     problems = []
     for name, bad, value, nan, dtype in (
         ("y_true", kernels.TRUE_BAD, kernels.TRUE_BAD_VALUE, kernels.TRUE_NAN, dtypes[0]),
@@ -119,6 +134,18 @@ def check_stats(
             )
         if stats[nan]:
             problems.append(f"{name} has NaN scores at {stats[nan]} pixels")
+    if soft_range:
+        for name, slot, value, what, hint in (
+            ("y_true", kernels.TRUE_RANGE, kernels.TRUE_RANGE_VALUE, "values",
+             "soft metrics need a one-hot or probability truth"),
+            ("y_pred", kernels.PRED_RANGE, kernels.PRED_RANGE_VALUE, "scores",
+             "soft metrics need probabilities: apply a softmax/sigmoid first"),
+        ):  # fmt: skip
+            if stats[slot]:
+                shown = float(stats[value : value + 1].view(np.float64)[0])
+                problems.append(
+                    f"{name} has {stats[slot]} soft {what} outside [0, 1] (e.g. {shown:g}); {hint}"
+                )
     if problems:
         raise ValueError("; ".join(problems))
 

@@ -61,7 +61,15 @@ PRED_BAD = 3
 PRED_BAD_VALUE = 4
 PRED_NAN = 5
 IGNORED = 6  # truth pixels equal to the ignore index
-N_STATS = 7
+# Soft sums only (hard counts leave them 0): score values outside [0, 1], infinities
+# included (NaN is counted per pixel in *_NAN), and one such value as float64 bits (read
+# it with ``stats[slot:slot + 1].view(np.float64)[0]``). Only pixels that are counted
+# (truth not ignored, labels valid) are checked.
+TRUE_RANGE = 7  # truth score / one-hot values outside [0, 1] (label-map truth: never)
+TRUE_RANGE_VALUE = 8
+PRED_RANGE = 9
+PRED_RANGE_VALUE = 10
+N_STATS = 11
 
 
 # --------------------------------------------------------------------------------------
@@ -814,6 +822,11 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
                 TRUE_BAD, tl, False)  # fmt: skip
     else:
         tl[:n] = 0
+    # Values outside [0, 1]: counts and the last such value (selects, not branches).
+    p_out = 0
+    t_out = 0
+    p_ex = 0.0
+    t_ex = 0.0
     if pred.ndim == 3:
         for j in range(n):
             lab = tl[j]
@@ -827,6 +840,12 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
                 tv = _truth_value(true, b, p, 0, c, 0, lab)
                 pn |= pv != pv
                 tn |= tv != tv
+                po = (pv < 0.0) | (pv > 1.0)
+                to = (tv < 0.0) | (tv > 1.0)
+                p_out += int(po)
+                t_out += int(to)
+                p_ex = pv if po else p_ex
+                t_ex = tv if to else t_ex
                 acc[0, c] += abs(pv * tv)
                 acc[1, c] += abs(pv)
                 acc[2, c] += abs(tv)
@@ -851,6 +870,12 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
                 tv = _truth_value(true, b, p, o, c, i, lab)
                 p_nan[j] |= pv != pv
                 t_nan[j] |= tv != tv
+                po = (pv < 0.0) | (pv > 1.0)
+                to = (tv < 0.0) | (tv > 1.0)
+                p_out += int(po)
+                t_out += int(to)
+                p_ex = pv if po else p_ex
+                t_ex = tv if to else t_ex
                 s_pt += abs(pv * tv)
                 s_p += abs(pv)
                 s_t += abs(tv)
@@ -860,6 +885,26 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
         for j in range(n):
             stats[PRED_NAN] += p_nan[j]
             stats[TRUE_NAN] += t_nan[j]
+    _note_range(stats, PRED_RANGE, p_out, p_ex)
+    _note_range(stats, TRUE_RANGE, t_out, t_ex)
+
+
+@njit(**HELPER)
+def _note_range(stats, slot, count, example):
+    """Add `count` values outside [0, 1] into ``stats[slot]``, `example` as float64 bits."""
+    if count:
+        stats[slot] += count
+        stats.view(np.float64)[slot + 1] = example
+
+
+@njit(**HELPER)
+def _merge_range(thread_stats, stats):
+    """The soft-only slots of :func:`_merge_stats` (hard counts leave them 0)."""
+    for t in range(thread_stats.shape[0]):
+        for slot in (TRUE_RANGE, PRED_RANGE):
+            if thread_stats[t, slot] > 0:
+                stats[slot] += thread_stats[t, slot]
+                stats[slot + 1] = thread_stats[t, slot + 1]
 
 
 @njit(**HELPER)
@@ -886,7 +931,9 @@ def soft_sums(pred, true, num_classes, has_ignore, ignore, inter, pred_sum, true
         Label map ``(B, P)`` (read as its one-hot encoding) or scores shaped like `pred`.
     num_classes, has_ignore, ignore, stats, n_threads
         As for :func:`hard_counts`. With score truth, the ignore index applies to the
-        truth's argmax.
+        truth's argmax. `stats` also counts the values outside [0, 1] of the prediction
+        and of a score truth (slots ``PRED_RANGE``, ``TRUE_RANGE`` and their examples);
+        the kernel only counts them (logits are summed as they are).
     inter, pred_sum, true_sum : ndarray of float64, shape (B, N)
         Per image and class: sum of ``|p * t|``, of ``|p|`` and of ``|t|`` (added into).
 
@@ -928,3 +975,4 @@ def soft_sums(pred, true, num_classes, has_ignore, ignore, inter, pred_sum, true
             pred_sum[b] += partial[k, 1]
             true_sum[b] += partial[k, 2]
     _merge_stats(tstats, stats)
+    _merge_range(tstats, stats)

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import fastseg
 import fastseg.inputs
 from fastseg import Counts, counting, kernels
-from fastseg.counting import check_num_classes
+from fastseg.counting import check_num_classes, check_stats, count_prepared
 
 # --------------------------------------------------------------------------------------
 # Reference
@@ -843,3 +843,60 @@ def test_num_classes_beyond_any_confusion_matrix():
         n = math.isqrt(memory // 8) + 1
         with pytest.raises(ValueError, match="bytes of memory: is num_classes right"):
             check_num_classes(n)
+
+
+# --------------------------------------------------------------------------------------
+# Soft values outside [0, 1]
+# --------------------------------------------------------------------------------------
+
+RANGE_MESSAGE = "soft metrics need probabilities: apply a softmax/sigmoid first"
+
+
+def test_soft_scores_outside_unit_range_are_refused_on_request():
+    rng = rng_for(72)
+    probs = rng.random((2, 6, 7, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 6, 7))
+    logits = probs.copy()
+    out = rng.random(logits.shape) < 0.2
+    logits[out] = 5.3
+    prep = fastseg.inputs.prepare(labels, logits, soft=True)
+    counted = count_prepared(prep, soft=True)  # counted, not refused, by default
+    assert_soft(counted, soft_reference(logits, labels))
+    message = f"y_pred has {out.sum()} soft scores outside [0, 1] (e.g. 5.3); {RANGE_MESSAGE}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        count_prepared(prep, soft=True, check_range=True)
+    # Probabilities pass; so do the hard counts of the logits.
+    count_prepared(fastseg.inputs.prepare(labels, probs, soft=True), soft=True, check_range=True)
+    count_prepared(fastseg.inputs.prepare(labels, logits), check_range=True)
+
+
+def test_soft_infinity_and_truth_outside_unit_range():
+    rng = rng_for(73)
+    probs = rng.random((1, 4, 5, 3)).astype(np.float32)
+    truth = one_hot(rng.integers(0, 3, (1, 4, 5)), 3)
+    probs[0, 1, 1, 2] = np.inf
+    truth[0, 2, 3, 0] = 2.0
+    truth[0, 2, 4, 1] = -1.0
+    prep = fastseg.inputs.prepare(truth, probs, soft=True)
+    with pytest.raises(ValueError, match=r"y_true has 2 soft values outside \[0, 1\]") as info:
+        count_prepared(prep, soft=True, check_range=True)
+    text = str(info.value)
+    assert "(e.g. 2)" in text or "(e.g. -1)" in text
+    assert "soft metrics need a one-hot or probability truth" in text
+    assert f"y_pred has 1 soft scores outside [0, 1] (e.g. inf); {RANGE_MESSAGE}" in text
+    # NaN keeps its own message and is not counted as out of range.
+    probs[0, 1, 1, 2] = np.nan
+    truth = one_hot(rng.integers(0, 3, (1, 4, 5)), 3)
+    with pytest.raises(ValueError, match=r"^y_pred has NaN scores at 1 pixels$"):
+        count_prepared(fastseg.inputs.prepare(truth, probs, soft=True), soft=True,
+                       check_range=True)  # fmt: skip
+
+
+def test_check_stats_soft_range_flag():
+    stats = np.zeros(kernels.N_STATS, np.int64)
+    stats[kernels.PRED_RANGE] = 1234
+    stats[kernels.PRED_RANGE_VALUE : kernels.PRED_RANGE_VALUE + 1] = np.array([5.3]).view(np.int64)
+    check_stats(stats, 3, None)  # not asked: accepted
+    message = f"y_pred has 1234 soft scores outside [0, 1] (e.g. 5.3); {RANGE_MESSAGE}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        check_stats(stats, 3, None, soft_range=True)

@@ -122,7 +122,7 @@ def class_in_middle(scores, outer):
 
 
 def test_stats_slots():
-    assert kernels.N_STATS == 7
+    assert kernels.N_STATS == 11
     slots = [
         kernels.TRUE_BAD,
         kernels.TRUE_BAD_VALUE,
@@ -131,8 +131,15 @@ def test_stats_slots():
         kernels.PRED_BAD_VALUE,
         kernels.PRED_NAN,
         kernels.IGNORED,
+        kernels.TRUE_RANGE,
+        kernels.TRUE_RANGE_VALUE,
+        kernels.PRED_RANGE,
+        kernels.PRED_RANGE_VALUE,
     ]
     assert sorted(slots) == list(range(kernels.N_STATS))
+    # The soft kernel writes "count, example" relative to a base slot.
+    assert kernels.TRUE_RANGE_VALUE == kernels.TRUE_RANGE + 1
+    assert kernels.PRED_RANGE_VALUE == kernels.PRED_RANGE + 1
     # The decoders address "bad, bad value, nan" relative to a base slot.
     assert (kernels.TRUE_BAD_VALUE, kernels.TRUE_NAN) == (
         kernels.TRUE_BAD + 1,
@@ -313,10 +320,35 @@ def test_block_boundaries():
 #              pred_sum |p|: c0 = 2.5, c1 = 1.75; true_sum = [2, 2]
 # score truth: inter c0 = 0.75 + 0.25 + 0 + 0.25 = 1.25, c1 = 0 + 0.25 + 1 + 0 = 1.25
 #              true_sum c0 = 1.75, c1 = 2.25
+# One prediction value lies outside [0, 1]: -0.25 (pixel 2); the truth has none.
 # --------------------------------------------------------------------------------------
 SOFT_P = np.array([[[0.75, 0.25], [0.5, 0.5], [-0.25, 1.0], [1.0, 0.0]]], np.float32)
 SOFT_LABELS = np.array([[0, 1, 1, 0]], np.int64)
 SOFT_T = np.array([[[1, 0], [0.5, 0.5], [0, 1], [0.25, 0.75]]], np.float32)
+
+
+def float_stat(stats, slot):
+    """The float64 stored as bits in an int64 stats slot (the *_RANGE_VALUE slots)."""
+    return float(stats[slot : slot + 1].view(np.float64)[0])
+
+
+def assert_soft_stats(stats, pred_range=(0, None), true_range=(0, None), **counts):
+    """Range slots as (count, example); every other slot 0 unless given by name."""
+    for (count, example), slot, value in (
+        (pred_range, kernels.PRED_RANGE, kernels.PRED_RANGE_VALUE),
+        (true_range, kernels.TRUE_RANGE, kernels.TRUE_RANGE_VALUE),
+    ):
+        assert stats[slot] == count
+        if count:
+            assert float_stat(stats, value) == example
+        else:
+            assert stats[value] == 0
+    others = [s for s in range(kernels.N_STATS) if s not in (
+        kernels.PRED_RANGE, kernels.PRED_RANGE_VALUE, kernels.TRUE_RANGE,
+        kernels.TRUE_RANGE_VALUE)]  # fmt: skip
+    expected = {getattr(kernels, name): v for name, v in counts.items()}
+    for slot in others:
+        assert stats[slot] == expected.get(slot, 0), slot
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
@@ -326,7 +358,7 @@ def test_soft_sums_label_truth(layout):
     np.testing.assert_array_equal(inter, [[1.75, 1.5]])
     np.testing.assert_array_equal(ps, [[2.5, 1.75]])
     np.testing.assert_array_equal(ts, [[2.0, 2.0]])
-    assert not stats.any()
+    assert_soft_stats(stats, pred_range=(1, -0.25))
 
 
 def test_soft_sums_score_truth():
@@ -334,11 +366,12 @@ def test_soft_sums_score_truth():
     np.testing.assert_array_equal(inter, [[1.25, 1.25]])
     np.testing.assert_array_equal(ps, [[2.5, 1.75]])
     np.testing.assert_array_equal(ts, [[1.75, 2.25]])
-    assert not stats.any()
-    inter4, ps4, ts4, _ = run_soft(channels_first(SOFT_P), channels_first(SOFT_T), 2)
+    assert_soft_stats(stats, pred_range=(1, -0.25))
+    inter4, ps4, ts4, stats4 = run_soft(channels_first(SOFT_P), channels_first(SOFT_T), 2)
     np.testing.assert_array_equal(inter4, inter)
     np.testing.assert_array_equal(ps4, ps)
     np.testing.assert_array_equal(ts4, ts)
+    np.testing.assert_array_equal(stats4, stats)
 
 
 def test_soft_sums_ignore():
@@ -349,6 +382,7 @@ def test_soft_sums_ignore():
     np.testing.assert_array_equal(ps, [[1.75, 0.25]])
     np.testing.assert_array_equal(ts, [[2.0, 0.0]])
     assert stats[kernels.IGNORED] == 2
+    assert stats[kernels.PRED_RANGE] == 0  # -0.25 is at an ignored pixel: not checked
     # With score truth the ignore index applies to its argmax: pixels 2 and 3 (argmax 1;
     # pixel 1 is a tie -> 0). Left: pixels 0, 1.
     inter, ps, ts, stats = run_soft(SOFT_P, SOFT_T, 2, ignore=1)
@@ -411,6 +445,60 @@ def test_float16_channels_last_fast_path_matches_bincount(n, negative):
     kept_nan[(*np.argwhere(keep)[5], n - 1)] = np.nan
     with pytest.raises(ValueError, match="NaN scores at 1 pixels"):
         fastseg.counts(truth, kept_nan, ignore_index=255)
+
+
+# --------------------------------------------------------------------------------------
+# Soft values outside [0, 1]: counted (never refused) by the kernel.
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("truth_kind", ["labels", "scores"])
+@pytest.mark.parametrize("b", [1, 3])
+def test_soft_range_counts_match_numpy(layout, truth_kind, b):
+    """Values < 0 or > 1 (infinities too, NaN not) at counted pixels, as NumPy counts them;
+    B = 1 spreads one image over 3 blocks (blocks in parallel), B = 3 takes whole images."""
+    rng = np.random.default_rng([50, b, len(layout), len(truth_kind)])
+    n = 3
+    p = 2 * kernels.BLOCK + 5 if b == 1 else 1000
+    scores = rng.random((b, p, n)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.01] = 3.5  # logits
+    scores[rng.random(scores.shape) < 0.01] = -0.5
+    scores[0, 7] = [np.inf, -np.inf, np.nan]
+    scores[0, 8] = [0.0, 1.0, np.nan]  # bounds are in range, NaN is not "out of range"
+    labels = rng.integers(0, n, (b, p))
+    if truth_kind == "labels":
+        ignore = 2
+        truth = labels
+        keep = labels != ignore
+        truth_values = None
+    else:
+        ignore = 1  # applies to the truth's argmax
+        truth = rng.random((b, p, n)).astype(np.float32)
+        truth[rng.random(truth.shape) < 0.01] = 2.0
+        truth[rng.random(truth.shape) < 0.01] = -1.0
+        keep = truth.argmax(-1) != ignore
+        truth_values = truth[keep]
+    pred = scores if layout == "channels_last" else channels_first(scores)
+    true = truth
+    if truth_kind == "scores" and layout == "channels_first":
+        true = channels_first(truth)
+    *_, stats = run_soft(pred, true, n, ignore=ignore)
+
+    def out_of_range(values):
+        return values[(values < 0) | (values > 1)]
+
+    pred_out = out_of_range(scores[keep])
+    assert stats[kernels.PRED_RANGE] == pred_out.size > 0
+    assert float_stat(stats, kernels.PRED_RANGE_VALUE) in set(pred_out.tolist())
+    assert stats[kernels.PRED_NAN] == np.isnan(scores[keep]).any(-1).sum()
+    if truth_values is None:
+        assert stats[kernels.TRUE_RANGE] == stats[kernels.TRUE_RANGE_VALUE] == 0
+    else:
+        true_out = out_of_range(truth_values)
+        assert stats[kernels.TRUE_RANGE] == true_out.size > 0
+        assert float_stat(stats, kernels.TRUE_RANGE_VALUE) in set(true_out.tolist())
+    assert stats[kernels.IGNORED] == (~keep).sum()
 
 
 # --------------------------------------------------------------------------------------
