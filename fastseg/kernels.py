@@ -961,18 +961,22 @@ def soft_sums(pred, true, num_classes, has_ignore, ignore, inter, pred_sum, true
             pred_sum[b] += acc[1]
             true_sum[b] += acc[2]
 
-    partial = np.zeros((n_blocks, 3, num_classes))
+    # The remaining images, blocks in parallel, in rounds of n_threads blocks: the
+    # partial sums take O(threads x N) memory whatever the image size.
+    partial = np.zeros((min(n_threads, n_blocks), 3, num_classes))
     for b in range(n_whole, n_images):
-        partial[:] = 0.0
-        for k in prange(n_blocks):
-            t = get_thread_id()
-            start = k * BLOCK
-            stop = min(n_pix, start + BLOCK)
-            _soft_block(pred, true, b, start, stop, num_classes, has_ignore, ignore,
-                        _soft_scratch(true), tstats[t], partial[k])  # fmt: skip
-        for k in range(n_blocks):
-            inter[b] += partial[k, 0]
-            pred_sum[b] += partial[k, 1]
-            true_sum[b] += partial[k, 2]
+        for k0 in range(0, n_blocks, n_threads):
+            nk = min(n_threads, n_blocks - k0)
+            partial[:] = 0.0
+            for k in prange(nk):
+                t = get_thread_id()
+                start = (k0 + k) * BLOCK
+                stop = min(n_pix, start + BLOCK)
+                _soft_block(pred, true, b, start, stop, num_classes, has_ignore, ignore,
+                            _soft_scratch(true), tstats[t], partial[k])  # fmt: skip
+            for k in range(nk):
+                inter[b] += partial[k, 0]
+                pred_sum[b] += partial[k, 1]
+                true_sum[b] += partial[k, 2]
     _merge_stats(tstats, stats)
     _merge_range(tstats, stats)
