@@ -19,9 +19,19 @@ freed earlier (e.g. generation temporaries) cannot hide a new allocation.
 Where the peak cannot be reset, ``ru_maxrss`` growth is reported instead (an under-estimate
 when building the inputs peaked higher; the output says which method was used).
 
+``--classes`` measures instead how the extra memory of one ``fastseg.counts`` call grows
+with the number of classes and threads (issue 8 section 4): N = 1 000 and 4 000 classes,
+``NUMBA_NUM_THREADS`` = 2 and 16, on random int64 label maps (4 x 256 x 256: every cell
+of the confusion matrix is likely hit) and channels-first float32 scores (2 x N x 64 x 64)
+with int64 truth. It prints the size of the outputs (the N x N confusion matrix and three
+B x N rows), the extra peak memory of the call (outputs included) and their ratio. The
+fastseg measured is the one the children import: set ``PYTHONPATH`` to the tree to
+measure (the output names it).
+
 Usage::
 
     python benchmarks/memory.py [--json FILE] [--size full|small] [--workloads voc,ade]
+    PYTHONPATH=. python benchmarks/memory.py --classes [--json FILE]
 """
 
 from __future__ import annotations
@@ -105,6 +115,72 @@ def child(name: str, layout: str, size: str) -> dict:
     }
 
 
+#: (kind, classes, NUMBA_NUM_THREADS) measured by ``--classes``.
+CLASS_CASES = [
+    (kind, n, threads)
+    for kind in ("labels", "channels_first")
+    for n in (1000, 4000)
+    for threads in (2, 16)
+]
+
+
+def child_classes(kind: str, n: int) -> dict:
+    """Extra peak memory of one fastseg.counts call with `n` classes, in this process."""
+    import numba
+    import numpy as np
+
+    import fastseg
+
+    rng = np.random.default_rng(n)
+    if kind == "labels":
+        b, shape = 4, (256, 256)
+        truth = rng.integers(0, n, (b, *shape))
+        pred = rng.integers(0, n, (b, *shape))
+        kw: dict = {"num_classes": n}
+    else:
+        b, shape = 2, (64, 64)
+        truth = rng.integers(0, n, (b, *shape))
+        pred = rng.random((b, n, *shape), np.float32)
+        kw = {"class_axis": 1}
+    tiny = (np.ascontiguousarray(truth[:1, :2, :2]), np.ascontiguousarray(pred[:1, ..., :2, :2]))
+    fastseg.counts(*tiny, **kw)  # compile / load from the cache, same kernel as below
+    outputs = (n * n + 3 * b * n) * 8 / MIB
+    extra, how = _measure(lambda: fastseg.counts(truth, pred, **kw))
+    return {
+        "kind": kind,
+        "classes": n,
+        "threads": numba.get_num_threads(),
+        "images": b,
+        "inputs_mib": round((truth.nbytes + pred.nbytes) / MIB, 1),
+        "outputs_mib": round(outputs, 1),
+        "extra_mib": round(extra, 1),
+        "ratio": round(extra / outputs, 2),
+        "method": how,
+        "fastseg": fastseg.__file__,
+    }
+
+
+def main_classes(json_path: str | None) -> int:
+    """One subprocess per CLASS_CASES entry; print a table and optionally write JSON."""
+    results = []
+    for kind, n, threads in CLASS_CASES:
+        cmd = [sys.executable, __file__, "--child-classes", kind, str(n)]
+        env = {**os.environ, **MALLOC_ENV, "NUMBA_NUM_THREADS": str(threads)}
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        if not results:
+            print(f"fastseg: {r['fastseg']}", flush=True)
+        results.append(r)
+        print(
+            f"{kind:>14} N={n:<5} threads={r['threads']:<3} outputs {r['outputs_mib']:7.1f} MiB  "
+            f"extra {r['extra_mib']:8.1f} MiB  ratio {r['ratio']:6.2f}  ({r['method']})",
+            flush=True,
+        )
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subprocess per workload x layout; print a table and optionally write JSON."""
     sys.path.insert(0, str(HERE))
@@ -114,12 +190,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--size", default=workloads.size_from_env("full"), choices=("full", "small"))
     p.add_argument("--workloads", default=",".join(workloads.NAMES))
+    p.add_argument("--classes", action="store_true",
+                   help="extra memory at N = 1000 / 4000 classes and 2 / 16 threads")  # fmt: skip
     p.add_argument("--child", nargs=2, metavar=("WORKLOAD", "LAYOUT"), help=argparse.SUPPRESS)
+    p.add_argument("--child-classes", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.child:
         print(json.dumps(child(*args.child, args.size)))
         return 0
+    if args.child_classes:
+        kind, n = args.child_classes
+        print(json.dumps(child_classes(kind, int(n))))
+        return 0
+    if args.classes:
+        return main_classes(args.json)
 
     results = []
     for name in args.workloads.split(","):

@@ -11,6 +11,7 @@ from fastseg._version import __version__
 from fastseg.counting import confusion_matrix, counts
 from fastseg.counts import Counts
 from fastseg.dataset import evaluate
+from fastseg.dataset_presets import dataset_preset
 from fastseg.policy import PRESETS, Policy
 from fastseg.post import mean_dice, mean_iou, metrics
 from fastseg.report import Report
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "confusion_matrix",
     "counts",
+    "dataset_preset",
     "evaluate",
     "mean_dice",
     "mean_iou",

@@ -22,8 +22,11 @@ from typing import Any
 from fastseg._files import write_atomically
 from fastseg._version import __version__
 from fastseg.dataset import FROM_STORE, MissingChunksError, SchedulerConnectionError, evaluate
+from fastseg.dataset_presets import BUILT_IN, read_class_names
 from fastseg.policy import PRESETS
 from fastseg.progress import Progress
+from fastseg.readers import MissingReaderError
+from fastseg.render import json_text as report_json_text
 from fastseg.stores import ChunkReadError
 from fastseg.synth import write_dataset
 
@@ -39,6 +42,13 @@ examples:
   fastseg evaluate s3://bucket/preds.zarr gt.zarr --format json --output report.json
   fastseg evaluate preds.zarr gt.zarr --checkpoint ckpt/ --workers 2 --plot report.png
   fastseg evaluate preds.zarr gt.zarr --scheduler tcp://10.0.0.5:8786
+  fastseg evaluate results/ gtFine/val/ --pred-suffix _leftImg8bit.png \
+      --true-suffix _gtFine_labelIds.png --num-classes 34
+  fastseg evaluate nnunet_pred/ labelsTs/ --num-classes 4      # case_0001.nii.gz pairs
+  fastseg evaluate 'preds/*.png' @truth_files.txt --num-classes 21
+  fastseg evaluate results/ gtFine/val/ --dataset cityscapes --format cityscapes
+  fastseg evaluate preds/ annotations/validation/ --dataset ade20k --format csv
+  fastseg evaluate predsTs/ labelsTs/ --dataset dataset.json --format per-case
 """
 
 SYNTH_EXAMPLES = """\
@@ -164,10 +174,29 @@ def _parser() -> argparse.ArgumentParser:
 
 def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument(
-        "pred", metavar="PRED", help="predictions: Zarr store path or URL (group or array)"
+        "pred",
+        metavar="PRED",
+        help="predictions: Zarr store path or URL (group or array), or files: a folder "
+        "(searched recursively), a quoted glob, or @LIST (a text file of paths, one per "
+        "line) of PNG, TIFF, NIfTI, .npy or .npz files, one image each",
     )
     ev.add_argument(
-        "true", metavar="TRUE", help="truth: Zarr store path or URL (may be the same group)"
+        "true",
+        metavar="TRUE",
+        help="truth: as PRED (may be the same group); files are paired with PRED's by "
+        "name, or by position with a Zarr array's images",
+    )
+    ev.add_argument(
+        "--pred-suffix",
+        metavar="SUFFIX",
+        help="removed from PRED's file names to make the ids that pair them with TRUE's "
+        "(e.g. _leftImg8bit.png); a folder then holds only the files ending with it "
+        "(default: the format's extension)",
+    )
+    ev.add_argument(
+        "--true-suffix",
+        metavar="SUFFIX",
+        help="removed from TRUE's file names (e.g. _gtFine_labelIds.png); as --pred-suffix",
     )
     ev.add_argument(
         "--pred-array",
@@ -216,6 +245,7 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
         help="number of spatial axes after the batch axis (default: at least 2; 3 to "
         "read integer arrays as label-map volumes rather than one-hot images)",
     )
+    _dataset_arguments(ev)
     ev.add_argument(
         "--missing",
         choices=("error", "skip", "fill"),
@@ -241,6 +271,45 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
     _output_arguments(ev)
 
 
+def _dataset_arguments(ev: argparse.ArgumentParser) -> None:
+    """Data-set presets, class names and label-id maps."""
+    ev.add_argument(
+        "--dataset",
+        metavar="NAME|FILE",
+        help=f"data-set preset: {', '.join(BUILT_IN)}, or a JSON file (fastseg's schema or "
+        "nnU-Net's dataset.json): sets the class names, label map, ignore index, class "
+        "groups, file pairing and metric preset unless given",
+    )
+    ev.add_argument(
+        "--class-names",
+        metavar="FILE",
+        help="class names: one per line, or a JSON list (default: the stores' class_names "
+        "attribute)",
+    )
+    ev.add_argument(
+        "--label-map",
+        metavar="FILE",
+        help="map from stored truth ids to class indices, as JSON ({\"7\": 0, ...} or a "
+        "list) or CSV (id,class rows); other ids become the ignore index",
+    )
+    ev.add_argument(
+        "--label-map-pred",
+        metavar="FILE|same|none",
+        help="the same for label-map predictions: a file, 'same' (the truth's map) or "
+        "'none' (predictions hold class indices); a predicted id not mapped is an error",
+    )
+    ev.add_argument(
+        "--reduce-zero-label",
+        action="store_true",
+        help="mmsegmentation's reduce_zero_label on the truth: id 0 is ignored, id k is "
+        "class k-1 (needs --ignore-index, e.g. 255)",
+    )
+
+
+def _class_names_file(path: str | None) -> list[str] | None:
+    return None if path is None else read_class_names(path)
+
+
 def _output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset",
@@ -263,9 +332,12 @@ def _output_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--format",
-        choices=("table", "json", "csv"),
+        choices=("table", "json", "csv", "per-case", "cityscapes"),
         default="table",
-        help="report format (default table)",
+        help="report format (default table): json (fastseg's report), csv (classes, groups, "
+        "summaries), per-case (nnU-Net's summary.json layout: per image and class TP, FP, "
+        "FN, TN, n_pred, n_ref, IoU, Dice; means; foreground mean), cityscapes (the "
+        "official Cityscapes evaluator's result JSON)",
     )
     p.add_argument(
         "--output",
@@ -295,8 +367,8 @@ def _run_evaluate(args: argparse.Namespace, pred: str, true: str) -> int:
     plot = None if args.plot is None else _plot_target(args.plot)
     started = time.perf_counter()
     report = evaluate(
-        pred,
-        true,
+        _file_list(pred),
+        _file_list(true),
         num_classes=getattr(args, "num_classes", None),
         class_axis=getattr(args, "class_axis", None),
         ignore_index=getattr(args, "ignore_index", FROM_STORE),
@@ -304,6 +376,8 @@ def _run_evaluate(args: argparse.Namespace, pred: str, true: str) -> int:
         threshold=getattr(args, "threshold", None),
         spatial_dims=getattr(args, "spatial_dims", None),
         pred_array=getattr(args, "pred_array", None),
+        pred_suffix=getattr(args, "pred_suffix", None),
+        true_suffix=getattr(args, "true_suffix", None),
         true_array=getattr(args, "true_array", None),
         missing=getattr(args, "missing", "error"),
         scheduler=getattr(args, "scheduler", None),
@@ -312,14 +386,44 @@ def _run_evaluate(args: argparse.Namespace, pred: str, true: str) -> int:
         progress=not args.no_progress,
         preset=args.preset,
         exclude=_exclusions(args.exclude_class),
+        dataset=getattr(args, "dataset", None),
+        class_names=_class_names_file(getattr(args, "class_names", None)),
+        label_map=getattr(args, "label_map", None),
+        label_map_pred=getattr(args, "label_map_pred", None),
+        reduce_zero_label=True if getattr(args, "reduce_zero_label", False) else None,
     )
     log.info("evaluated %s images in %.2f s", report.n_images, time.perf_counter() - started)
     _emit(report, args, output, plot)
     return 0
 
 
+def _file_list(arg: str) -> str | list[str]:
+    """PRED / TRUE as given, or the paths an ``@LIST`` file names (one per line).
+
+    Blank lines and lines starting with ``#`` are skipped; relative paths are taken
+    from the list file's folder.
+    """
+    if not arg.startswith("@") or os.path.exists(arg):
+        return arg
+    listing = Path(arg[1:]).expanduser()
+    try:
+        lines = listing.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"{arg}: cannot read the list of files ({exc.strerror or exc})") from None
+    paths = [
+        str(listing.parent / line.strip())
+        for line in lines
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not paths:
+        raise UsageError(f"{arg}: the list of files is empty")
+    return paths
+
+
 def _emit(report: Any, args: argparse.Namespace, output: Path | None, plot: Path | None) -> None:
-    if args.format == "json":
+    if args.format in ("per-case", "cityscapes"):
+        text = report_json_text(report, args.format)
+    elif args.format == "json":
         data = report.to_dict()
         if not args.per_image:
             data["images"] = None
@@ -492,6 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileExistsError,
         FileNotFoundError,
         MissingChunksError,
+        MissingReaderError,
         SchedulerConnectionError,
     ) as exc:
         sys.stderr.write(f"fastseg: error: {_cli_words(_one_line(exc))}\n")

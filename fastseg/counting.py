@@ -9,19 +9,36 @@ import numpy as np
 
 from fastseg import kernels
 from fastseg.counts import Counts
-from fastseg.inputs import Prepared, prepare
+from fastseg.inputs import Prepared, check_num_classes, prepare
 
 
-def count_prepared(prep: Prepared, *, soft: bool = False) -> Counts:
+def count_prepared(
+    prep: Prepared, *, soft: bool = False, check_range: bool | None = None
+) -> Counts:
     """Run the kernel over prepared inputs and check what it found.
+
+    Parameters
+    ----------
+    prep : Prepared
+    soft : bool
+        Soft sums instead of hard counts.
+    check_range : bool, optional
+        With `soft`: refuse scores (and score truth) outside [0, 1] or infinite (see
+        :func:`check_stats`). Default: on, except for inputs prepared by the
+        post-compatible API (``prepare(..., post=True)``), which sums logits as the post
+        does.
 
     Raises
     ------
     ValueError
-        When labels lie outside ``[0, N)`` (and are not the ignore index) or scores are
-        NaN; nothing is returned in that case.
+        When labels lie outside ``[0, N)`` (and are not the ignore index), scores are
+        NaN, or (`check_range`) soft values lie outside [0, 1]; nothing is returned in
+        that case. Also when N is too large (:func:`check_num_classes`).
     """
     n, b = prep.num_classes, prep.n_images
+    check_num_classes(n, soft=soft)
+    if check_range is None:
+        check_range = not prep.post
     dtype = np.float64 if soft else np.int64
     tp = np.zeros((b, n), dtype)
     pred = np.zeros((b, n), dtype)
@@ -31,15 +48,18 @@ def count_prepared(prep: Prepared, *, soft: bool = False) -> Counts:
     has_ignore = prep.ignore_index is not None
     ignore = prep.ignore_index if has_ignore else 0
     threads = numba.get_num_threads()
+    # Per-thread tables, or one shared table when those would not fit the memory budget.
+    hard_counts = kernels.hard_kernel(n, threads)
     for b0, p, t in prep.slabs():
         rows = slice(b0, b0 + p.shape[0])
         if soft:
             kernels.soft_sums(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
                               stats, threads)  # fmt: skip
         else:
-            kernels.hard_counts(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
-                                confusion, stats, threads)  # fmt: skip
-    check_stats(stats, n, prep.ignore_index, (prep.true_dtype, prep.pred_dtype))
+            hard_counts(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
+                        confusion, stats, threads)  # fmt: skip
+    check_stats(stats, n, prep.ignore_index, (prep.true_dtype, prep.pred_dtype),
+                soft_range=check_range)  # fmt: skip
     return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]))
 
 
@@ -48,8 +68,13 @@ def check_stats(
     num_classes: int,
     ignore_index: int | None,
     dtypes: tuple[np.dtype | None, np.dtype | None] = (None, None),
+    soft_range: bool = False,
 ) -> None:
-    """Raise a ValueError describing bad labels or NaN scores found by a kernel."""
+    """Raise a ValueError describing bad labels or NaN scores found by a kernel.
+
+    With `soft_range`, soft values outside [0, 1] (or infinite) are refused too: soft
+    metrics of logits are meaningless (kept only by the post-compatible API).
+    """
     problems = []
     for name, bad, value, nan, dtype in (
         ("y_true", kernels.TRUE_BAD, kernels.TRUE_BAD_VALUE, kernels.TRUE_NAN, dtypes[0]),
@@ -68,6 +93,18 @@ def check_stats(
             )
         if stats[nan]:
             problems.append(f"{name} has NaN scores at {stats[nan]} pixels")
+    if soft_range:
+        for name, slot, value, what, hint in (
+            ("y_true", kernels.TRUE_RANGE, kernels.TRUE_RANGE_VALUE, "values",
+             "soft metrics need a one-hot or probability truth"),
+            ("y_pred", kernels.PRED_RANGE, kernels.PRED_RANGE_VALUE, "scores",
+             "soft metrics need probabilities: apply a softmax/sigmoid first"),
+        ):  # fmt: skip
+            if stats[slot]:
+                shown = float(stats[value : value + 1].view(np.float64)[0])
+                problems.append(
+                    f"{name} has {stats[slot]} soft {what} outside [0, 1] (e.g. {shown:g}); {hint}"
+                )
     if problems:
         raise ValueError("; ".join(problems))
 
@@ -82,6 +119,9 @@ def counts(
     soft: bool = False,
     threshold: float | None = None,
     spatial_dims: int | None = None,
+    label_map: Any = None,
+    label_map_pred: Any = None,
+    reduce_zero_label: bool = False,
 ) -> Counts:
     """Count a batch: per-image intersection, predicted and true pixels, and confusion.
 
@@ -108,6 +148,12 @@ def counts(
     spatial_dims : int, optional
         Number of spatial axes after the batch axis (default: at least 2, so one image
         without its batch axis is refused rather than split into rows).
+    label_map : dict, array, path or LabelMap, optional
+        Stored truth id -> class index; every other id becomes the ignore index.
+    label_map_pred : dict, array, path, LabelMap or bool, optional
+        The same for label-map predictions; True: the truth's map.
+    reduce_zero_label : bool, default False
+        mmsegmentation's ``reduce_zero_label`` (id 0 -> ignore, k -> k - 1).
 
     Returns
     -------
@@ -126,7 +172,9 @@ def counts(
     """
     prep = prepare(y_true, y_pred, num_classes=num_classes, class_axis=class_axis,
                    ignore_index=ignore_index, soft=soft, threshold=threshold,
-                   spatial_dims=spatial_dims)  # fmt: skip
+                   spatial_dims=spatial_dims, label_map=label_map,
+                   label_map_pred=label_map_pred,
+                   reduce_zero_label=reduce_zero_label)  # fmt: skip
     return count_prepared(prep, soft=soft)
 
 
@@ -139,6 +187,9 @@ def confusion_matrix(
     ignore_index: int | None = None,
     threshold: float | None = None,
     spatial_dims: int | None = None,
+    label_map: Any = None,
+    label_map_pred: Any = None,
+    reduce_zero_label: bool = False,
 ) -> np.ndarray:
     """The (N, N) int64 confusion matrix of a batch: rows truth, columns prediction.
 
@@ -153,7 +204,8 @@ def confusion_matrix(
            [1, 1]])
     """
     c = counts(y_true, y_pred, num_classes=num_classes, class_axis=class_axis,
-               ignore_index=ignore_index, threshold=threshold,
-               spatial_dims=spatial_dims)  # fmt: skip
+               ignore_index=ignore_index, threshold=threshold, spatial_dims=spatial_dims,
+               label_map=label_map, label_map_pred=label_map_pred,
+               reduce_zero_label=reduce_zero_label)  # fmt: skip
     assert c.confusion is not None
     return c.confusion

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,8 +28,9 @@ from fastseg import counting as counting_
 from fastseg import progress as progress_
 from fastseg.checkpoint import BlockFile, Checkpoint, load_block, save_block
 from fastseg.counts import Counts
-from fastseg.inputs import prepare
-from fastseg.policy import Policy, resolve_policy
+from fastseg.dataset_presets import DatasetPreset, dataset_preset
+from fastseg.inputs import label_map_options, prepare
+from fastseg.policy import Policy, resolve_groups, resolve_policy
 from fastseg.report import Report
 from fastseg.stores import Source, chunk_region, iter_block_indices, missing_chunks, open_source
 from fastseg.stream import Accumulator
@@ -94,6 +95,10 @@ class Plan:
         The normalised class axis of the score inputs.
     checkpoint : Checkpoint or None
         The checkpoint directory the blocks are saved to.
+    ids : list of str or None
+        Per-image ids (file inputs: the file names without their suffix); None: positions.
+    unit : str
+        What a counting task is, for progress lines (``"block"``, ``"image"``).
     """
 
     root: Any
@@ -111,6 +116,8 @@ class Plan:
     kinds: tuple[str, str] = ("scores", "labels")
     class_axis: int | None = None
     checkpoint: Checkpoint | None = None
+    ids: list[str] | None = None
+    unit: str = "block"
 
 
 def _kinds(
@@ -298,6 +305,11 @@ def plan(
     presence: str | None = None,
     exclude: Sequence[int | str] | None = None,
     smooth: float | None = None,
+    pred_suffix: str | None = None,
+    true_suffix: str | None = None,
+    label_map: Any = None,
+    label_map_pred: Any = None,
+    reduce_zero_label: bool = False,
 ) -> Plan:
     """Check both inputs and every option, and build the lazy evaluation; nothing is computed.
 
@@ -317,8 +329,6 @@ def plan(
         isinstance(class_names, str) or not all(isinstance(x, str) for x in class_names)
     ):
         raise TypeError(f"class_names must be a sequence of str; got {class_names!r}")
-    p_src = open_source(pred, "pred", pred_array, storage_options)
-    t_src = open_source(true, "true", true_array, storage_options)
     options = {
         "num_classes": num_classes,
         "class_axis": class_axis,
@@ -326,7 +336,26 @@ def plan(
         "soft": soft,
         "threshold": threshold,
         "spatial_dims": spatial_dims,
+        **label_map_options(label_map, label_map_pred, reduce_zero_label),
     }
+    from fastseg.pairing import is_file_input
+
+    if is_file_input(pred) or is_file_input(true):  # folders, globs, lists of files
+        from fastseg.filesource import plan_files
+
+        return plan_files(
+            pred, true, options=options, pred_suffix=pred_suffix, true_suffix=true_suffix,
+            pred_array=pred_array, true_array=true_array, storage_options=storage_options,
+            class_names=class_names, missing=missing, checkpoint=checkpoint,
+            kernel_threads=kernel_threads, policy=policy, preset=preset)  # fmt: skip
+    for name, suffix in (("pred", pred_suffix), ("true", true_suffix)):
+        if suffix is not None:
+            raise ValueError(
+                f"{name}_suffix={suffix!r} pairs files by name, but {name} is not a folder, "
+                "glob or list of files"
+            )
+    p_src = open_source(pred, "pred", pred_array, storage_options)
+    t_src = open_source(true, "true", true_array, storage_options)
     from_store = _store_defaults(options, p_src, t_src)
     try:
         pred_kind, true_kind, n, axis, channels = _kinds(p_src, t_src, options)
@@ -523,7 +552,9 @@ def _compute(p: Plan, scheduler: Any, workers: int, progress: bool) -> Counts:
     """
     import dask
 
-    reporter = progress_.Progress(len(p.counting)) if progress and p.counting else None
+    reporter = (
+        progress_.Progress(len(p.counting), unit=p.unit) if progress and p.counting else None
+    )
     with reporter if reporter is not None else contextlib.nullcontext():
         if scheduler is None or isinstance(scheduler, str):
             import dask.threaded
@@ -698,15 +729,26 @@ def evaluate(
     presence: str | None = None,
     exclude: Sequence[int | str] | None = None,
     smooth: float | None = None,
+    pred_suffix: str | None = None,
+    true_suffix: str | None = None,
+    dataset: str | os.PathLike[str] | DatasetPreset | None = None,
+    label_map: Any = None,
+    label_map_pred: Any = None,
+    reduce_zero_label: bool | None = None,
+    groups: Mapping[str, Sequence[int | str]] | None = None,
 ) -> Report:
     """Evaluate predictions against truth chunk by chunk, in bounded memory.
 
     Parameters
     ----------
-    pred, true : str, os.PathLike, zarr.Array, zarr.Group, dask.array.Array or array_like
+    pred, true : str, os.PathLike, list of paths, zarr.Array, zarr.Group, dask array or array_like
         Scores or label maps (the kinds of :func:`fastseg.counts`): a Zarr path or URL
         (directory, ``.zip``, any fsspec URL; Zarr v2 or v3), an opened Zarr array or
-        group, a Dask array or a NumPy array.
+        group, a Dask array or a NumPy array; or files, one image (or volume) each, of
+        any size: a folder (searched recursively), a glob or a list of paths of PNG,
+        TIFF, NIfTI, ``.npy`` or ``.npz`` files (see :mod:`fastseg.filesource`). Files
+        on both sides are paired by id (the file name without its suffix); files mixed
+        with an array are paired with its images by position, in order of their ids.
     num_classes, class_axis, soft
         As for :func:`fastseg.counts`. When None, `num_classes` is the truth store's
         ``num_classes`` attribute (else the prediction store's) and `class_axis` the
@@ -745,6 +787,26 @@ def evaluate(
     preset, aggregation, empty, presence, exclude, smooth
         Report conventions, as for :class:`fastseg.report.Report`; `exclude` also takes
         class names (see :func:`fastseg.policy.resolve_exclusions`).
+    pred_suffix, true_suffix : str, optional
+        File inputs only: removed from the file names to make the ids that pair
+        prediction and truth (e.g. ``"_leftImg8bit.png"`` and ``"_gtFine_labelIds.png"``
+        for Cityscapes; the extension may be left out); a folder or glob then holds only
+        the files ending with it. Default: the format's extension (``.png``,
+        ``.nii.gz``). With files, `missing` says what to do with a file that has no
+        partner: ``'error'`` lists them before any compute, ``'skip'`` leaves them out
+        and lists them in the report's ``meta`` (``complete: false``).
+    dataset : str, path or DatasetPreset, optional
+        A data-set preset (:mod:`fastseg.dataset_presets`): ``"cityscapes"``,
+        ``"ade20k"``, ``"voc"`` or a JSON file (fastseg's schema, or nnU-Net's
+        ``dataset.json``). It supplies every option of this list left unset:
+        `num_classes`, `ignore_index`, `class_names`, the label maps, `groups`, `preset`
+        and the pairing suffixes.
+    label_map, label_map_pred, reduce_zero_label
+        Label-id maps of the truth and of label-map predictions (see
+        :func:`fastseg.inputs.prepare`); a `label_map` or `reduce_zero_label` given
+        replaces the preset's truth map.
+    groups : mapping of str to sequence, optional
+        Class groups scored from the confusion matrix (``Report.groups``).
 
     Returns
     -------
@@ -762,6 +824,16 @@ def evaluate(
         NaN names its block; :class:`~fastseg.stores.ChunkReadError` names a chunk that
         failed to decode.
     """
+    if dataset is not None:
+        from fastseg.pairing import is_file_input
+
+        (num_classes, ignore_index, class_names, label_map, label_map_pred, reduce_zero_label,
+         groups, preset, pred_suffix, true_suffix) = dataset_preset(dataset).fill(
+            {"ignore_index": FROM_STORE}, files=is_file_input(pred) or is_file_input(true),
+            num_classes=num_classes, ignore_index=ignore_index,
+            class_names=class_names, label_map=label_map, label_map_pred=label_map_pred,
+            reduce_zero_label=reduce_zero_label, groups=groups, preset=preset,
+            pred_suffix=pred_suffix, true_suffix=true_suffix).values()  # fmt: skip
     cores = os.cpu_count() or 1
     workers = _check_workers(workers)
     local = scheduler is None or (isinstance(scheduler, str) and scheduler in LOCAL_SCHEDULERS)
@@ -790,7 +862,13 @@ def evaluate(
             presence=presence,
             exclude=exclude,
             smooth=smooth,
+            pred_suffix=pred_suffix,
+            true_suffix=true_suffix,
+            label_map=label_map,
+            label_map_pred=label_map_pred,
+            reduce_zero_label=bool(reduce_zero_label),
         )
+        resolve_groups(groups, p.num_classes, p.class_names)  # before any compute
         if p.root is None:
             raise ValueError("every block was skipped: nothing left to evaluate")
         if checkpoint is not None:
@@ -815,11 +893,12 @@ def evaluate(
         per_image=per_image,
         soft=soft,
     )
-    acc.add_counts(counts)
+    acc.add_counts(counts, p.ids)
     policy = p.policy
     return acc.compute(
         p.preset, meta=p.meta, aggregation=policy.aggregation, empty=policy.empty,
-        presence=policy.presence, exclude=policy.exclude, smooth=policy.smooth)  # fmt: skip
+        presence=policy.presence, exclude=policy.exclude, smooth=policy.smooth,
+        groups=groups)  # fmt: skip
 
 
 def _full_counts(merged: Counts, p: Plan) -> Counts:

@@ -21,12 +21,16 @@ a ``Report``. Sections:
   their bootstrap): :func:`nan_masked`, :func:`weighted_nanmeans`,
   :func:`image_class_means`, :func:`image_mean`, :func:`prepare_image_aggregation`,
   :func:`image_aggregation_mean`;
-* the post's smoothed per-image means (the post-compatible API): :func:`post_mean`.
+* the post's smoothed per-image means (the post-compatible API): :func:`post_mean`;
+* class groups (Cityscapes' categories, nnU-Net's regions) from the confusion matrix:
+  :func:`group_counts`, :func:`group_values`;
+* the per-case counts of nnU-Net's summary: :func:`case_counts`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal, TypedDict, get_args
 
 import numpy as np
@@ -678,3 +682,129 @@ def post_mean(
     if not kept.any():
         return float("nan")
     return float(np.mean(np.sum(values * present, axis=0)[kept] / images_with_class[kept]))
+
+
+# --------------------------------------------------------------------- class groups
+
+
+def group_counts(
+    confusion: npt.ArrayLike, groups: Sequence[Sequence[int]]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Counts of class groups, each scored as one class, from the confusion matrix.
+
+    Parameters
+    ----------
+    confusion : array_like, shape (N, N)
+        Rows truth, columns prediction (ignored truth pixels already left out).
+    groups : sequence of sequences of int
+        The class indices of each group; groups may overlap.
+
+    Returns
+    -------
+    tp, pred, true : ndarray of int64, shape (G,)
+
+    Notes
+    -----
+    A pixel belongs to group ``g`` when its class does (in the truth, or in the
+    prediction), so with ``C`` the confusion matrix::
+
+        tp_g   = sum_{r in g} sum_{c in g} C[r, c]
+        pred_g = sum_r sum_{c in g} C[r, c]
+        true_g = sum_{r in g} sum_c C[r, c]
+
+    the counts of re-labelling both maps to "in g" / "not in g" and counting. For
+    Cityscapes' categories: its ``getIouScoreForCategory`` (fp from the rows of evaluated
+    classes only, as here since ignored truth is not in ``C``).
+    """
+    c = np.asarray(confusion)
+    rows, cols = c.sum(axis=1), c.sum(axis=0)
+    tp = np.zeros(len(groups), np.int64)
+    pred = np.zeros(len(groups), np.int64)
+    true = np.zeros(len(groups), np.int64)
+    for k, members in enumerate(groups):
+        g = np.asarray(members, np.intp)
+        tp[k] = c[np.ix_(g, g)].sum()
+        pred[k] = cols[g].sum()
+        true[k] = rows[g].sum()
+    return tp, pred, true
+
+
+def group_values(
+    confusion: npt.ArrayLike,
+    groups: Sequence[Sequence[int]],
+    *,
+    smooth: float = 0.0,
+    presence: Presence = "truth_or_pred",
+    empty: float = math.nan,
+) -> dict[str, Floats]:
+    """IoU, Dice, precision and recall of class groups, and their means over the groups.
+
+    Parameters
+    ----------
+    confusion : array_like, shape (N, N)
+    groups : sequence of sequences of int
+    smooth, presence, empty
+        The policy's rules for IoU and Dice (see :func:`metric_values`).
+
+    Returns
+    -------
+    dict of ndarray
+        ``tp``, ``pred``, ``true``, ``iou``, ``dice``, ``precision``, ``recall``, shape
+        (G,), and ``miou``, ``mdice``, ``mprecision``, ``mrecall``, shape () : the mean of
+        each over the groups, NaN left out (NaN when none has a value).
+
+    Notes
+    -----
+    From :func:`group_counts` (data-set totals: per-image group values would need a
+    confusion matrix per image)::
+
+        iou_g = (tp_g + s) / (pred_g + true_g - tp_g + s)     dice_g = 2 (tp_g + s) / (S_g + s)
+        precision_g = tp_g / pred_g                           recall_g = tp_g / true_g
+    """
+    tp, pred, true = group_counts(confusion, groups)
+    rules: ValueRules = {"smooth": smooth, "presence": presence, "empty": empty}
+    out: dict[str, Floats] = {
+        "tp": tp.astype(np.float64), "pred": pred.astype(np.float64),
+        "true": true.astype(np.float64),
+        "iou": metric_values("iou", tp[None], pred[None], true[None], **rules)[0],
+        "dice": metric_values("dice", tp[None], pred[None], true[None], **rules)[0],
+        "precision": precision(tp, pred),
+        "recall": recall(tp, true),
+    }  # fmt: skip
+    for key in ("iou", "dice", "precision", "recall"):
+        out["m" + key] = nanmean(out[key][None], axis=1)[0]
+    return out
+
+
+# ------------------------------------------------------------- per-case (nnU-Net) counts
+
+
+def case_counts(
+    tp: npt.ArrayLike, pred: npt.ArrayLike, true: npt.ArrayLike
+) -> dict[str, npt.NDArray[np.int64]]:
+    """Per image and class TP, FP, FN, TN, n_pred, n_ref (nnU-Net's per-case counts).
+
+    Parameters
+    ----------
+    tp, pred, true : array_like, shape (B, N)
+        Per-image counts.
+
+    Returns
+    -------
+    dict of ndarray, shape (B, N)
+        ``TP``, ``FP``, ``FN``, ``TN``, ``n_pred``, ``n_ref``.
+
+    Notes
+    -----
+    With ``P_b = sum_c true[b, c]`` the pixels of image ``b`` counted (not ignored)::
+
+        TP = tp    FP = pred - tp    FN = true - tp    TN = P_b - TP - FP - FN
+        n_pred = pred    n_ref = true
+
+    nnU-Net's ``compute_tp_fp_fn_tn`` outside its ignore mask.
+    """
+    tp, pred, true = (np.asarray(a) for a in (tp, pred, true))
+    pixels = true.sum(axis=1, keepdims=True)
+    fp, fn = pred - tp, true - tp
+    return {"TP": tp, "FP": fp, "FN": fn, "TN": pixels - tp - fp - fn, "n_pred": pred,
+            "n_ref": true}  # fmt: skip

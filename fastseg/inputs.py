@@ -32,6 +32,11 @@ Rules, in order:
    ``threshold=t``; the input then reads as the label map ``score > t`` of two classes,
    0 (background) and 1 (foreground). Only the post-compatible API keeps the post's
    one-class rule (the single class is where the score is ``> 0``).
+5. Label-id maps (:mod:`fastseg.labelmaps`) apply to label maps only: ``label_map`` (or
+   ``reduce_zero_label``) to the truth, ``label_map_pred`` to a label-map prediction.
+   Stored ids become class indices through a lookup table applied slab by slab by the
+   converters (so extra memory stays that of a slab); the table is kept on
+   :class:`Prepared` (``true_lut`` / ``pred_lut``) for a kernel that reads it directly.
 """
 
 from __future__ import annotations
@@ -43,6 +48,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from fastseg.labelmaps import (
+    LabelMap,
+    Lookup,
+    as_label_map,
+    jsonable,
+    lookup,
+    reduce_zero_label_map,
+)
 
 #: Largest slab converted at once when an input must be converted (byte order, dtypes
 #: the kernels do not read directly): bounds the extra memory.
@@ -69,6 +83,12 @@ class Prepared:
         The inputs' own dtypes, for messages.
     channels : int or None
         Length of the class axis of the score input, when there is one.
+    true_lut, pred_lut : Lookup or None
+        The label-id map of each input, when it has one: its converter applies it (stored
+        ids in the view, class indices out). Kept here so a kernel can apply the table
+        itself and drop the converter (see :class:`fastseg.labelmaps.Lookup`).
+    post : bool
+        Read by the post-compatible API's rules (soft sums of any values).
     """
 
     pred: np.ndarray
@@ -82,6 +102,9 @@ class Prepared:
     true_dtype: np.dtype | None = None
     pred_dtype: np.dtype | None = None
     channels: int | None = None
+    true_lut: Lookup | None = None
+    pred_lut: Lookup | None = None
+    post: bool = False
 
     @property
     def n_images(self) -> int:
@@ -281,18 +304,26 @@ def _check_spatial_dims(spatial_dims: int | None) -> int | None:
     return int(spatial_dims)
 
 
-def _memory_bytes() -> int:
+#: Most classes the kernels can label: labels are int32, and N itself is the "no class"
+#: label of the post's one-class threshold.
+MAX_CLASSES = 2**31 - 2
+
+
+def _memory_bytes() -> int | None:
+    """Physical memory of this machine, or None where the OS does not say."""
     try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, OSError, ValueError):  # not POSIX: no limit known
-        return 2**62
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
-def check_num_classes(num_classes: int | None) -> int | None:
-    """Return `num_classes` as an int, refusing what is not a positive integer.
+def check_num_classes(num_classes: int | None, *, soft: bool = False) -> int | None:
+    """Return `num_classes` as an int, refusing what is not a usable class count.
 
-    Also refuses a class count whose (N, N) int64 confusion matrix cannot fit in this
-    machine's memory, with a message about classes rather than NumPy's.
+    Refuses non-integers and counts below 1, and a count whose arrays cannot exist on
+    this machine (hard: the N x N int64 confusion matrix; soft: three float64 rows of N
+    per image), before anything of that size is allocated, with a message about classes
+    rather than NumPy's.
     """
     if num_classes is None:
         return None
@@ -301,14 +332,24 @@ def check_num_classes(num_classes: int | None) -> int | None:
     if num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer; got {num_classes}")
     n = int(num_classes)
-    need = 8 * n * n
-    if need > _memory_bytes():
-        raise ValueError(
-            f"num_classes={n} needs a {n} x {n} int64 confusion matrix ({need:.3g} bytes), "
-            f"more than this machine's memory ({_memory_bytes() / 2**30:.0f} GiB): is "
-            f"num_classes right?"
-        )
-    return n
+    if soft:
+        need = 3 * 8 * n
+        what = f"three float64 rows of {n} values per image"
+    else:
+        need = 8 * n * n
+        what = f"a {n} x {n} int64 confusion matrix"
+    memory = _memory_bytes()
+    if memory is not None and need > memory:
+        why = f"this machine has {memory:.2g} bytes of memory"
+    elif need >= 2**63:
+        why = "no array can be that large"
+    elif n > MAX_CLASSES:
+        why = f"fastseg counts at most {MAX_CLASSES} classes (labels are int32)"
+    else:
+        return n
+    raise ValueError(
+        f"num_classes={n} needs {what} ({need:.2g} bytes); {why}: is num_classes right?"
+    )
 
 
 def prepare_options(
@@ -318,8 +359,14 @@ def prepare_options(
     ignore_index: int | None = None,
     threshold: float | None = None,
     spatial_dims: int | None = None,
+    label_map: Any = None,
+    label_map_pred: Any = None,
+    reduce_zero_label: bool = False,
 ) -> dict[str, Any]:
     """Check the reading options without any array; return them normalised.
+
+    Label maps come back as :class:`~fastseg.labelmaps.LabelMap` (files read once),
+    `label_map_pred` as None, True (the truth's map) or a LabelMap.
 
     Raises
     ------
@@ -330,13 +377,74 @@ def prepare_options(
         isinstance(class_axis, bool) or not isinstance(class_axis, int | np.integer)
     ):
         raise TypeError(f"class_axis must be an integer; got {class_axis!r}")
+    ignore = _check_ignore(ignore_index)
+    truth_map, pred_map = check_label_maps(label_map, label_map_pred, reduce_zero_label)
     return {
         "num_classes": check_num_classes(num_classes),
         "class_axis": None if class_axis is None else int(class_axis),
-        "ignore_index": _check_ignore(ignore_index),
+        "ignore_index": ignore,
         "threshold": _check_threshold(threshold),
         "spatial_dims": _check_spatial_dims(spatial_dims),
+        "label_map": truth_map,
+        "label_map_pred": pred_map,
+        "reduce_zero_label": bool(reduce_zero_label),
     }
+
+
+def check_label_maps(
+    label_map: Any, label_map_pred: Any, reduce_zero_label: Any
+) -> tuple[LabelMap | None, LabelMap | bool | None]:
+    """The label-map options, normalised: (truth map, prediction map).
+
+    The truth map is a :class:`~fastseg.labelmaps.LabelMap` or None; the prediction map a
+    LabelMap, True (the truth's map, whichever it is) or None (``False`` and ``"none"``
+    are None; ``"same"`` is True). Maps that are files are read here, once.
+
+    Raises
+    ------
+    TypeError, ValueError
+        `reduce_zero_label` not a bool or given with `label_map`; a map that cannot be
+        read; `label_map_pred` True without a truth map.
+    """
+    if not isinstance(reduce_zero_label, bool | np.bool_):
+        raise TypeError(f"reduce_zero_label must be True or False; got {reduce_zero_label!r}")
+    if reduce_zero_label and label_map is not None:
+        raise ValueError(
+            "reduce_zero_label is a label map itself: pass label_map or reduce_zero_label, "
+            "not both"
+        )
+    truth = as_label_map(label_map, "label_map")
+    pred: LabelMap | bool | None
+    if label_map_pred is None or label_map_pred is False or (
+        isinstance(label_map_pred, str) and label_map_pred.lower() == "none"
+    ):
+        pred = None
+    elif label_map_pred is True or (
+        isinstance(label_map_pred, str) and label_map_pred.lower() == "same"
+    ):
+        if truth is None and not reduce_zero_label:
+            raise ValueError(
+                "label_map_pred=True applies the truth's label map to the prediction, but "
+                "there is none: pass label_map (or reduce_zero_label)"
+            )
+        pred = True
+    else:
+        pred = as_label_map(label_map_pred, "label_map_pred")
+    return truth, pred
+
+
+def label_map_options(
+    label_map: Any = None, label_map_pred: Any = None, reduce_zero_label: Any = False
+) -> dict[str, Any]:
+    """The label-map options checked (files read once) and in JSON-safe form.
+
+    For option dicts that are passed to :func:`prepare` per block and recorded in
+    checkpoint fingerprints: maps as ``{"ids": [...], "classes": [...]}``
+    (:meth:`~fastseg.labelmaps.LabelMap.to_json`), which :func:`prepare` reads back.
+    """
+    truth, pred = check_label_maps(label_map, label_map_pred, reduce_zero_label)
+    return {"label_map": jsonable(truth), "label_map_pred": jsonable(pred),
+            "reduce_zero_label": bool(reduce_zero_label)}  # fmt: skip
 
 
 def _fits(ndim: int, extra: int, spatial_dims: int | None) -> bool:
@@ -472,6 +580,9 @@ def prepare(
     threshold: float | None = None,
     spatial_dims: int | None = None,
     post: bool = False,
+    label_map: Any = None,
+    label_map_pred: Any = None,
+    reduce_zero_label: bool = False,
 ) -> Prepared:
     """Validate two inputs and return their kernel views.
 
@@ -496,6 +607,20 @@ def prepare(
     post : bool
         The post's reading, for the post-compatible API only: one channel is the single
         class where its score is ``> 0``.
+    label_map : dict, array, path or LabelMap, optional
+        Stored truth id -> class index (:func:`fastseg.labelmaps.as_label_map`); every id
+        it does not map to a class is the ignore index (without one, an error when
+        found). The truth must be a label map.
+    label_map_pred : dict, array, path, LabelMap or bool, optional
+        The same for a label-map prediction (a map given for score predictions is
+        refused). True: predictions are stored in the truth's ids, so a label-map
+        prediction gets the truth's map (scores have no ids: nothing to map). A
+        prediction id not mapped to a class is an error (a predicted pixel must be a
+        class).
+    reduce_zero_label : bool
+        mmsegmentation's ``reduce_zero_label`` as the truth's map: id 0 -> ignore index,
+        id k -> class k - 1 (:func:`fastseg.labelmaps.reduce_zero_label_map`); needs
+        `ignore_index`.
 
     Returns
     -------
@@ -510,7 +635,9 @@ def prepare(
     pred = as_array(y_pred, "y_pred")
     options = prepare_options(num_classes=num_classes, class_axis=class_axis,
                               ignore_index=ignore_index, threshold=threshold,
-                              spatial_dims=spatial_dims)  # fmt: skip
+                              spatial_dims=spatial_dims, label_map=label_map,
+                              label_map_pred=label_map_pred,
+                              reduce_zero_label=reduce_zero_label)  # fmt: skip
     num_classes, class_axis = options["num_classes"], options["class_axis"]
     ignore, threshold = options["ignore_index"], options["threshold"]
     spatial_dims = options["spatial_dims"]
@@ -600,12 +727,66 @@ def prepare(
         assert axis is not None
         return _score_view(arr, axis, soft)
 
-    pred_view, pred_convert = view(pred, pred_kind, "y_pred")
-    true_view, true_convert = view(true, true_kind, "y_true")
+    true_lut, pred_lut = _lookups(options, true, pred, true_kind, pred_kind, n, ignore)
+    pred_view, pred_convert = (_mapped_view(pred, pred_lut) if pred_lut is not None
+                               else view(pred, pred_kind, "y_pred"))  # fmt: skip
+    true_view, true_convert = (_mapped_view(true, true_lut) if true_lut is not None
+                               else view(true, true_kind, "y_true"))  # fmt: skip
     # A thresholded map has no class axis: for chunking it is a label map.
     pred_kind, true_kind = (k.replace("map", "labels") for k in (pred_kind, true_kind))
     return Prepared(pred_view, true_view, n, pred_kind, true_kind, ignore,
-                    pred_convert, true_convert, true.dtype, pred.dtype, channels)  # fmt: skip
+                    pred_convert, true_convert, true.dtype, pred.dtype, channels,
+                    true_lut, pred_lut, post)  # fmt: skip
+
+
+def _lookups(
+    options: dict[str, Any],
+    true: np.ndarray,
+    pred: np.ndarray,
+    true_kind: str,
+    pred_kind: str,
+    n: int,
+    ignore: int | None,
+) -> tuple[Lookup | None, Lookup | None]:
+    """The label-id lookups of the truth and the prediction (rule 5), checked."""
+    truth_map: LabelMap | None = options["label_map"]
+    option = "label_map"
+    if options["reduce_zero_label"]:
+        if ignore is None:
+            raise ValueError(
+                "reduce_zero_label sends id 0 to the ignore index, but there is none: pass "
+                "ignore_index (mmsegmentation uses 255)"
+            )
+        truth_map, option = reduce_zero_label_map(n), "reduce_zero_label"
+    pred_map = options["label_map_pred"]
+    pred_option = "label_map_pred"
+    if pred_map is True:
+        # "Predictions are stored in the truth's ids": a label-map prediction is mapped;
+        # scores have no ids (their class axis is indexed by class already).
+        pred_map = truth_map if pred_kind == "labels" else None
+        pred_option = f"label_map_pred (the truth's {option})"
+    for given, kind, name, what in ((truth_map, true_kind, "y_true", option),
+                                    (pred_map, pred_kind, "y_pred", "label_map_pred")):  # fmt: skip
+        if given is not None and kind != "labels":
+            raise ValueError(
+                f"{what} maps the ids of a label map, but {name} has "
+                f"{'scores (a class axis)' if kind == 'scores' else 'float scores'}: its "
+                f"classes are already indices"
+            )
+    true_lut = None if truth_map is None else lookup(truth_map, true.dtype, n, ignore,
+                                                       "y_true", option)  # fmt: skip
+    pred_lut = None if pred_map is None else lookup(pred_map, pred.dtype, n, ignore,
+                                                      "y_pred", pred_option)  # fmt: skip
+    return true_lut, pred_lut
+
+
+def _mapped_view(arr: np.ndarray, lut: Lookup) -> tuple[np.ndarray, Callable]:
+    """Kernel view of a label map of stored ids: the ids, and the lookup as converter."""
+    try:
+        view = arr.reshape((arr.shape[0], math.prod(arr.shape[1:])), copy=False)
+    except ValueError:
+        view = arr  # not viewable flat (e.g. a strided slice): the lookup copies anyway
+    return view, lut
 
 
 def _axis_hint(shape: tuple[int, ...], num_classes: int, axis: int) -> str:

@@ -26,11 +26,18 @@ tallied into a per-image ``(N + 1) x (N + 1)`` table whose extra row and column 
 tables; nothing is shared inside a parallel loop, so counts are identical for any number
 of threads, and so are the soft sums (summed block by block, blocks in order).
 
+Per-thread tables take ``T * 2 * (N + 1)^2`` int64: with many classes and threads that is
+gigabytes. :func:`hard_kernel` then picks :func:`hard_counts_shared`, which decodes
+blocks in parallel and tallies them straight into the outputs, each thread owning a
+disjoint range of truth rows and prediction columns (see :func:`thread_tables_fit`).
+
 Kernels add into the count arrays the caller allocated (and zeroed), so one kernel
 serves a one-shot call, an accumulator update and a Dask chunk.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from numba import get_thread_id, njit, prange, types
@@ -54,7 +61,15 @@ PRED_BAD = 3
 PRED_BAD_VALUE = 4
 PRED_NAN = 5
 IGNORED = 6  # truth pixels equal to the ignore index
-N_STATS = 7
+# Soft sums only (hard counts leave them 0): score values outside [0, 1], infinities
+# included (NaN is counted per pixel in *_NAN), and one such value as float64 bits (read
+# it with ``stats[slot:slot + 1].view(np.float64)[0]``). Only pixels that are counted
+# (truth not ignored, labels valid) are checked.
+TRUE_RANGE = 7  # truth score / one-hot values outside [0, 1] (label-map truth: never)
+TRUE_RANGE_VALUE = 8
+PRED_RANGE = 9
+PRED_RANGE_VALUE = 10
+N_STATS = 11
 
 
 # --------------------------------------------------------------------------------------
@@ -647,6 +662,143 @@ def hard_counts(pred, true, num_classes, has_ignore, ignore, tp, pred_count, tru
     _merge_stats(tstats, stats)
 
 
+# --------------------------------------------------------------------------------------
+# Many classes: one shared table, tallied by owners of disjoint rows and columns
+# --------------------------------------------------------------------------------------
+
+#: Bytes the per-thread tables of :func:`hard_counts` may take beyond the size of the
+#: confusion matrix before :func:`hard_kernel` picks :func:`hard_counts_shared`: a call's
+#: extra memory, its outputs included, then stays below twice its outputs plus this
+#: slack (plus ~0.8 MiB of block buffers per thread, on either path). The rule is
+#: ``T * ((N + 1)^2 + N^2) * 8 <= N^2 * 8 + TABLE_SLACK``; with 16 MiB the per-thread
+#: tables serve up to N = 1447 classes at 1 thread, 835 at 2, 546 at 4, 259 at 16,
+#: 181 at 32 (ADE20K's 150 included) and 127 at 64.
+TABLE_SLACK = 16 * 2**20
+
+
+def thread_tables_fit(num_classes: int, n_threads: int, table_slack: int | None = None) -> bool:
+    """Whether the per-thread tables of :func:`hard_counts` fit the memory budget.
+
+    The budget is the size of the ``N x N`` int64 confusion matrix plus `table_slack`
+    bytes (default :data:`TABLE_SLACK`, read at call time).
+    """
+    slack = TABLE_SLACK if table_slack is None else table_slack
+    n = int(num_classes)
+    tables = 8 * int(n_threads) * ((n + 1) ** 2 + n**2)
+    return tables <= 8 * n**2 + slack
+
+
+def hard_kernel(num_classes: int, n_threads: int, table_slack: int | None = None) -> Any:
+    """The hard-count kernel for `num_classes` and `n_threads`: per-thread or shared tables.
+
+    :func:`hard_counts` (per-thread ``(N + 1)^2`` tables, the fast path) where its tables
+    fit :func:`thread_tables_fit`, else :func:`hard_counts_shared`. Both take the same
+    arguments and add the same counts.
+    """
+    if thread_tables_fit(num_classes, n_threads, table_slack):
+        return hard_counts
+    return hard_counts_shared
+
+
+@njit(**HELPER)
+def _decode_chunk(pred, true, g0, g1, n_pix, ncls, has_ignore, ignore, tl, pl, stats):
+    """Labels of the pixels [g0, g1) of the batch (images back to back) into tl / pl.
+
+    A pixel whose truth or prediction is not counted is SKIP in both.
+    """
+    tkeys = _key_buffer(true, BLOCK)
+    pkeys = _key_buffer(pred, BLOCK)
+    nans = np.empty(BLOCK, np.bool_)
+    g = g0
+    while g < g1:
+        b = g // n_pix
+        start = g - b * n_pix
+        stop = min(n_pix, start + (g1 - g))
+        j0 = g - g0
+        j1 = j0 + (stop - start)
+        t_out = tl[j0:j1]
+        # Truth first: where it is ignored (or invalid) the prediction is not checked.
+        _decode(true, b, start, stop, ncls, has_ignore, ignore, t_out, tkeys, nans, stats,
+                TRUE_BAD, t_out, False)  # fmt: skip
+        _decode(pred, b, start, stop, ncls, False, 0, pl[j0:j1], pkeys, nans, stats, PRED_BAD,
+                t_out, True)  # fmt: skip
+        g += stop - start
+    for j in range(g1 - g0):
+        skip = (tl[j] < 0) | (pl[j] < 0)
+        tl[j] = SKIP if skip else tl[j]
+        pl[j] = SKIP if skip else pl[j]
+
+
+@njit(**HELPER)
+def _tally_owned(tl, pl, lo, hi, ncls, tp, pred_count, true_count, confusion):
+    """Tally one image's labels into the rows / columns [lo, hi) that this caller owns.
+
+    Truth rows [lo, hi) of `confusion`, `true_count` and `tp`; prediction columns
+    [lo, hi) of `pred_count`. Label N ("no class", one-class threshold only) has no row
+    or column: it counts only on the other side, as in :func:`_finish_image`.
+    """
+    for j in range(tl.shape[0]):
+        t = tl[j]
+        p = pl[j]
+        if lo <= t and t < hi:
+            true_count[t] += 1
+            if p < ncls:
+                confusion[t, p] += 1
+                if t == p:
+                    tp[t] += 1
+        if lo <= p and p < hi:
+            pred_count[p] += 1
+
+
+@njit(**KERNEL)
+def hard_counts_shared(pred, true, num_classes, has_ignore, ignore, tp, pred_count, true_count,
+                       confusion, stats, n_threads):  # fmt: skip
+    """:func:`hard_counts` without per-thread tables, for many classes.
+
+    Same arguments and results as :func:`hard_counts`; extra memory is independent of N:
+    about 0.8 MiB of block buffers per thread. The batch's pixels (images back to back)
+    are taken in rounds of `n_threads` chunks of :data:`BLOCK` pixels:
+
+    1. chunks are decoded to (truth, prediction) labels in parallel, one per thread;
+    2. owner ``o`` of ``n_threads`` owns truth rows and prediction columns
+       ``[o N / T, (o + 1) N / T)``: it scans every label of the round and adds only into
+       its rows of `confusion`, `true_count`, `tp` and its columns of `pred_count`, so no
+       two threads write one cell. Each owner reads the whole round (T times the labels
+       in all), which is small beside the argmax over many classes.
+
+    Counts are integers: identical to :func:`hard_counts` for any thread count.
+    """
+    n_images = pred.shape[0]
+    n_pix = _n_pixels(pred)
+    total = n_images * n_pix
+    n_chunks = (total + BLOCK - 1) // BLOCK
+    tl = np.empty((n_threads, BLOCK), np.int32)
+    pl = np.empty((n_threads, BLOCK), np.int32)
+    tstats = np.zeros((n_threads, N_STATS), np.int64)
+    for r0 in range(0, n_chunks, n_threads):
+        nr = min(n_threads, n_chunks - r0)
+        for k in prange(nr):
+            g0 = (r0 + k) * BLOCK
+            g1 = min(total, g0 + BLOCK)
+            _decode_chunk(pred, true, g0, g1, n_pix, num_classes, has_ignore, ignore, tl[k],
+                          pl[k], tstats[get_thread_id()])  # fmt: skip
+        for o in prange(n_threads):
+            lo = o * num_classes // n_threads
+            hi = (o + 1) * num_classes // n_threads
+            for k in range(nr):
+                g0 = (r0 + k) * BLOCK
+                g1 = min(total, g0 + BLOCK)
+                g = g0
+                while g < g1:
+                    b = g // n_pix
+                    stop = min((b + 1) * n_pix, g1)
+                    _tally_owned(tl[k, g - g0 : stop - g0], pl[k, g - g0 : stop - g0], lo, hi,
+                                 num_classes, tp[b], pred_count[b], true_count[b],
+                                 confusion)  # fmt: skip
+                    g = stop
+    _merge_stats(tstats, stats)
+
+
 def _truth_value(true, b, p, o, c, i, lab):  # pragma: no cover
     raise NotImplementedError
 
@@ -670,6 +822,11 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
                 TRUE_BAD, tl, False)  # fmt: skip
     else:
         tl[:n] = 0
+    # Values outside [0, 1]: counts and the last such value (selects, not branches).
+    p_out = 0
+    t_out = 0
+    p_ex = 0.0
+    t_ex = 0.0
     if pred.ndim == 3:
         for j in range(n):
             lab = tl[j]
@@ -683,6 +840,12 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
                 tv = _truth_value(true, b, p, 0, c, 0, lab)
                 pn |= pv != pv
                 tn |= tv != tv
+                po = (pv < 0.0) | (pv > 1.0)
+                to = (tv < 0.0) | (tv > 1.0)
+                p_out += int(po)
+                t_out += int(to)
+                p_ex = pv if po else p_ex
+                t_ex = tv if to else t_ex
                 acc[0, c] += abs(pv * tv)
                 acc[1, c] += abs(pv)
                 acc[2, c] += abs(tv)
@@ -707,6 +870,12 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
                 tv = _truth_value(true, b, p, o, c, i, lab)
                 p_nan[j] |= pv != pv
                 t_nan[j] |= tv != tv
+                po = (pv < 0.0) | (pv > 1.0)
+                to = (tv < 0.0) | (tv > 1.0)
+                p_out += int(po)
+                t_out += int(to)
+                p_ex = pv if po else p_ex
+                t_ex = tv if to else t_ex
                 s_pt += abs(pv * tv)
                 s_p += abs(pv)
                 s_t += abs(tv)
@@ -716,6 +885,26 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
         for j in range(n):
             stats[PRED_NAN] += p_nan[j]
             stats[TRUE_NAN] += t_nan[j]
+    _note_range(stats, PRED_RANGE, p_out, p_ex)
+    _note_range(stats, TRUE_RANGE, t_out, t_ex)
+
+
+@njit(**HELPER)
+def _note_range(stats, slot, count, example):
+    """Add `count` values outside [0, 1] into ``stats[slot]``, `example` as float64 bits."""
+    if count:
+        stats[slot] += count
+        stats.view(np.float64)[slot + 1] = example
+
+
+@njit(**HELPER)
+def _merge_range(thread_stats, stats):
+    """The soft-only slots of :func:`_merge_stats` (hard counts leave them 0)."""
+    for t in range(thread_stats.shape[0]):
+        for slot in (TRUE_RANGE, PRED_RANGE):
+            if thread_stats[t, slot] > 0:
+                stats[slot] += thread_stats[t, slot]
+                stats[slot + 1] = thread_stats[t, slot + 1]
 
 
 @njit(**HELPER)
@@ -742,7 +931,9 @@ def soft_sums(pred, true, num_classes, has_ignore, ignore, inter, pred_sum, true
         Label map ``(B, P)`` (read as its one-hot encoding) or scores shaped like `pred`.
     num_classes, has_ignore, ignore, stats, n_threads
         As for :func:`hard_counts`. With score truth, the ignore index applies to the
-        truth's argmax.
+        truth's argmax. `stats` also counts the values outside [0, 1] of the prediction
+        and of a score truth (slots ``PRED_RANGE``, ``TRUE_RANGE`` and their examples);
+        the kernel only counts them (logits are summed as they are).
     inter, pred_sum, true_sum : ndarray of float64, shape (B, N)
         Per image and class: sum of ``|p * t|``, of ``|p|`` and of ``|t|`` (added into).
 
@@ -770,17 +961,22 @@ def soft_sums(pred, true, num_classes, has_ignore, ignore, inter, pred_sum, true
             pred_sum[b] += acc[1]
             true_sum[b] += acc[2]
 
-    partial = np.zeros((n_blocks, 3, num_classes))
+    # The remaining images, blocks in parallel, in rounds of n_threads blocks: the
+    # partial sums take O(threads x N) memory whatever the image size.
+    partial = np.zeros((min(n_threads, n_blocks), 3, num_classes))
     for b in range(n_whole, n_images):
-        partial[:] = 0.0
-        for k in prange(n_blocks):
-            t = get_thread_id()
-            start = k * BLOCK
-            stop = min(n_pix, start + BLOCK)
-            _soft_block(pred, true, b, start, stop, num_classes, has_ignore, ignore,
-                        _soft_scratch(true), tstats[t], partial[k])  # fmt: skip
-        for k in range(n_blocks):
-            inter[b] += partial[k, 0]
-            pred_sum[b] += partial[k, 1]
-            true_sum[b] += partial[k, 2]
+        for k0 in range(0, n_blocks, n_threads):
+            nk = min(n_threads, n_blocks - k0)
+            partial[:] = 0.0
+            for k in prange(nk):
+                t = get_thread_id()
+                start = (k0 + k) * BLOCK
+                stop = min(n_pix, start + BLOCK)
+                _soft_block(pred, true, b, start, stop, num_classes, has_ignore, ignore,
+                            _soft_scratch(true), tstats[t], partial[k])  # fmt: skip
+            for k in range(nk):
+                inter[b] += partial[k, 0]
+                pred_sum[b] += partial[k, 1]
+                true_sum[b] += partial[k, 2]
     _merge_stats(tstats, stats)
+    _merge_range(tstats, stats)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -223,6 +223,60 @@ def resolve_exclusions(
                 f"(or an index, {BACKGROUND!r}, {LAST!r})"
             )
     return tuple(out)
+
+
+def resolve_groups(
+    groups: Mapping[str, Sequence[int | str]] | None,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, tuple[int, ...]]:
+    """Class groups as ``{name: class indices}``, class names resolved, checked against N.
+
+    Each group is a non-empty list of class indices (negative from the end) or class
+    names; groups may overlap (nnU-Net's regions). Members come back sorted, once each.
+
+    Raises
+    ------
+    TypeError, ValueError
+        `groups` not a mapping of names to lists, an empty group, an index out of range,
+        or a name that is no class's (listing the known names).
+    """
+    if groups is None:
+        return {}
+    if not isinstance(groups, Mapping):
+        raise TypeError(
+            f"groups must be a mapping {{name: [classes]}}; got {type(groups).__name__}"
+        )
+    names = None if class_names is None else [str(x) for x in class_names]
+    out: dict[str, tuple[int, ...]] = {}
+    for name, members in groups.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"groups: a group name must be a non-empty string; got {name!r}")
+        if isinstance(members, str | int | np.integer) or not isinstance(members, Sequence):
+            raise TypeError(f"groups: {name!r} must be a list of classes; got {members!r}")
+        if not members:
+            raise ValueError(f"groups: {name!r} has no class")
+        indices = set()
+        for item in members:
+            if isinstance(item, int | np.integer) and not isinstance(item, bool):
+                if not -num_classes <= item < num_classes:
+                    raise ValueError(
+                        f"groups: {name!r} has class {item}, out of range for {num_classes} "
+                        "classes"
+                    )
+                indices.add(int(item) % num_classes)
+            elif isinstance(item, str) and names is not None and item in names:
+                if names.count(item) > 1:
+                    raise ValueError(f"groups: {name!r}: several classes are named {item!r}")
+                indices.add(names.index(item))
+            elif isinstance(item, str):
+                known = f"; known names: {', '.join(names)}" if names else (
+                    "; there are no class names: use indices")  # fmt: skip
+                raise ValueError(f"groups: {name!r} has unknown class {item!r}{known}")
+            else:
+                raise TypeError(f"groups: {name!r} has {item!r}, not a class index or name")
+        out[name] = tuple(sorted(indices))
+    return out
 
 
 #: The conventions fastseg reproduces, by name (``None`` is ``"dataset"``).

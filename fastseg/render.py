@@ -2,8 +2,13 @@
 
 Every function takes a :class:`~fastseg.report.Report` (imported here only for types) and
 reads its public values; the Report's ``__str__``, ``class_rows``, ``to_dict``,
-``to_json``, ``to_csv`` and ``plot`` delegate here. Files are written atomically
-(:func:`fastseg._files.write_atomically`).
+``per_case``, ``cityscapes``, ``to_json``, ``to_csv`` and ``plot`` delegate here. Files
+are written atomically (:func:`fastseg._files.write_atomically`).
+
+JSON layouts (:data:`JSON_LAYOUTS`): fastseg's own report (:func:`to_dict`, strict JSON),
+nnU-Net's per-case ``summary.json`` (:func:`per_case_dict`) and the official Cityscapes
+evaluator's result file (:func:`cityscapes_dict`); the last two keep NaN as ``NaN``, as
+those tools write it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import numpy as np
 
 from fastseg._files import write_atomically
 from fastseg._version import __version__
-from fastseg.formulas import Summary, ratio
+from fastseg.dataset_presets import CITYSCAPES_CATEGORIES, CITYSCAPES_LABELS
+from fastseg.formulas import Summary, case_counts, group_values, nanmean, ratio
 from fastseg.policy import PRESET_SOURCES
 
 if TYPE_CHECKING:
@@ -37,6 +43,15 @@ SUMMARY_LABELS: dict[Summary, str] = {
     "miou": "mIoU", "mdice": "mDice", "aacc": "aAcc", "macc": "mAcc", "fwiou": "fwIoU"}  # fmt: skip
 #: Per-class columns of the table, the CSV and the dict.
 COLUMNS = ("iou", "dice", "precision", "recall", "support", "predicted")
+#: Columns of the CSV (:func:`csv_rows`).
+CSV_FIELDS = ("index", "name", "excluded", *COLUMNS, "kind", "classes", "value")
+#: The JSON layouts of :func:`write_json`.
+JSON_LAYOUTS = ("report", "per-case", "cityscapes")
+#: Group means, in display order, with their labels.
+GROUP_SUMMARY_LABELS = {"miou": "mIoU", "mdice": "mDice", "mprecision": "mPrecision",
+                        "mrecall": "mRecall"}  # fmt: skip
+#: nnU-Net's per-case metrics, in its order.
+CASE_METRICS = ("Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref")
 
 
 # ------------------------------------------------------------------ dict, JSON, CSV
@@ -85,30 +100,223 @@ def to_dict(report: Report) -> dict[str, Any]:
         "confusion_matrix": None if confusion is None else confusion.tolist(),
         "post_means": report.post_means() if report.per_image else None,
         "images": images,
+        "groups": None if report.groups is None else report.groups.rows(),
+        "group_summary": None if report.groups is None else dict(report.groups.summary),
         "meta": report.meta,
     }
     safe: dict[str, Any] = json_safe(out)
     return safe
 
 
-def write_json(report: Report, path: str | os.PathLike[str]) -> Path:
-    """Write :func:`to_dict` as strict JSON (no NaN), atomically; return the path."""
-    text = json.dumps(to_dict(report), indent=1, allow_nan=False)
-    return write_atomically(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+def json_text(report: Report, layout: str = "report") -> str:
+    """The JSON text of one of the :data:`JSON_LAYOUTS`, ending in a newline.
+
+    ``"report"``: :func:`to_dict`, strict JSON (NaN as null). ``"per-case"``:
+    :func:`per_case_dict`; ``"cityscapes"``: :func:`cityscapes_dict` (keys sorted, indent
+    4, as the official evaluator writes it); both keep NaN as ``NaN``.
+    """
+    if layout == "report":
+        return json.dumps(to_dict(report), indent=1, allow_nan=False) + "\n"
+    if layout == "per-case":
+        return json.dumps(per_case_dict(report), indent=4) + "\n"
+    if layout == "cityscapes":
+        return json.dumps(cityscapes_dict(report), indent=4, sort_keys=True) + "\n"
+    raise ValueError(f"layout must be one of {JSON_LAYOUTS}; got {layout!r}")
+
+
+def write_json(report: Report, path: str | os.PathLike[str], layout: str = "report") -> Path:
+    """Write :func:`json_text` of `layout` atomically; return the path."""
+    text = json_text(report, layout)
+    return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def csv_rows(report: Report) -> list[dict[str, Any]]:
+    """The CSV's rows: classes, then groups, then the summaries (NaN as None).
+
+    Columns :data:`CSV_FIELDS`: ``index``, ``name``, ``excluded``, the per-class
+    :data:`COLUMNS`, then ``kind``, ``classes`` and ``value``. ``kind`` is ``class`` (one
+    row per class, as :func:`class_rows`), ``group`` (one per class group: ``index`` is
+    its position, ``classes`` its class indices joined by spaces, ``support`` /
+    ``predicted`` its truth / predicted pixels), ``summary`` (``name`` a key of
+    ``Report.summary``: miou, mdice, aacc, macc, fwiou; the number in ``value``) or
+    ``group_summary`` (miou, mdice, mprecision, mrecall over the groups). Cells a row
+    does not use are None.
+    """
+    rows: list[dict[str, Any]] = []
+    blank = dict.fromkeys(CSV_FIELDS)
+    for row in class_rows(report):
+        rows.append(blank | row | {"kind": "class"})
+    groups = report.groups
+    if groups is not None:
+        for row in groups.rows():
+            classes = " ".join(str(c) for c in row.pop("classes"))
+            rows.append(blank | row | {"kind": "group", "classes": classes})
+    for key, value in report.summary.items():
+        rows.append(blank | {"kind": "summary", "name": key, "value": value})
+    if groups is not None:
+        for key, value in groups.summary.items():
+            rows.append(blank | {"kind": "group_summary", "name": key, "value": value})
+    safe: list[dict[str, Any]] = json_safe(rows)
+    return safe
 
 
 def write_csv(report: Report, path: str | os.PathLike[str]) -> Path:
-    """Write one row per class (:func:`class_rows`; NaN as an empty field), atomically."""
-    fields = ["index", "name", "excluded", *COLUMNS]
+    """Write :func:`csv_rows` as CSV (None as an empty field), atomically."""
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
             writer.writeheader()
-            for row in json_safe(class_rows(report)):
+            for row in csv_rows(report):
                 writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
     return write_atomically(path, write)
+
+
+def per_case_dict(report: Report) -> dict[str, Any]:
+    """Per image and class values in nnU-Net's ``summary.json`` layout.
+
+    Keys ``metric_per_case`` (a list, one entry per image: ``{"id": id, "metrics": {class
+    index: {Dice, IoU, FP, TP, FN, TN, n_pred, n_ref}}}``), ``mean`` (class index -> the
+    same keys, each averaged over the images with NaN left out, as nnU-Net's
+    ``np.nanmean``), ``foreground_mean`` (each key averaged over the classes of ``mean``
+    but class 0 and the classes the policy excludes, with ``np.mean`` as nnU-Net: one NaN
+    class makes it NaN), and ``class_names`` (class index -> name), ``format``,
+    ``format_version``, ``fastseg_version``, ``complete``.
+
+    Class keys are the indices as strings (nnU-Net's label keys). ``Dice`` and ``IoU``
+    follow the report's policy per image (the default policy gives nnU-Net's: NaN where
+    TP + FP + FN = 0); the counts are :func:`fastseg.formulas.case_counts`. Class groups
+    are not listed per case (they would need a confusion matrix per image). Values are
+    Python numbers; NaN stays NaN.
+
+    Raises
+    ------
+    ValueError
+        Without per-image counts.
+    """
+    report._require_images("the per-case layout")
+    c = report.counts
+    number = float if c.soft else int
+    n = report.num_classes
+    counts = case_counts(c.tp, c.pred, c.true)
+    values: dict[str, np.ndarray] = {"Dice": report.per_image_values("dice"),
+                                     "IoU": report.per_image_values("iou"),
+                                     **counts}  # fmt: skip
+    cases = []
+    for b, image_id in enumerate(report.ids or ()):
+        metrics = {
+            str(k): {m: (float if m in ("Dice", "IoU") else number)(values[m][b, k])
+                     for m in CASE_METRICS}
+            for k in range(n)
+        }  # fmt: skip
+        cases.append({"id": image_id, "metrics": metrics})
+    means = {m: nanmean(np.asarray(values[m], np.float64), axis=0) for m in CASE_METRICS}
+    mean = {str(k): {m: float(means[m][k]) for m in CASE_METRICS} for k in range(n)}
+    foreground = [k for k in range(1, n) if report.kept[k]]
+    foreground_mean = {
+        m: float(np.mean(means[m][foreground])) if foreground else math.nan
+        for m in CASE_METRICS
+    }
+    return {
+        "format": "fastseg.per_case",
+        "format_version": FORMAT_VERSION,
+        "fastseg_version": __version__,
+        "complete": report.complete,
+        "class_names": {str(k): name for k, name in enumerate(report.class_names)},
+        "metric_per_case": cases,
+        "mean": mean,
+        "foreground_mean": foreground_mean,
+    }
+
+
+def _is_cityscapes(report: Report) -> bool:
+    """Whether the classes are Cityscapes' 19 evaluated classes, in train-id order."""
+    evaluated = sorted((lab for lab in CITYSCAPES_LABELS if lab.train_id != 255),
+                       key=lambda lab: lab.train_id)  # fmt: skip
+    return list(report.class_names) == [lab.name for lab in evaluated]
+
+
+def cityscapes_dict(report: Report) -> dict[str, Any]:
+    """The official Cityscapes evaluator's result dict, from the report's counts.
+
+    The keys of cityscapesScripts' ``createResultDict``: ``confMatrix`` (rows truth,
+    columns prediction), ``priors`` (class -> truth pixels / all truth pixels, the ignored
+    ones included), ``labels`` (class -> id), ``classScores`` (class -> IoU),
+    ``categoryScores`` (group -> IoU), ``averageScoreClasses`` and
+    ``averageScoreCategories`` (means of the non-NaN scores), and the instance-level
+    ``classInstScores``, ``categoryInstScores``, ``averageScoreInstClasses``,
+    ``averageScoreInstCategories``, all NaN: iIoU needs instance counts, which fastseg
+    does not make (the official file has NaN there for classes without instances too).
+
+    When the classes are Cityscapes' 19 evaluated ones (the ``cityscapes`` data-set
+    preset), the layout is the official one: every label of ids 0 to 33 is listed
+    (``labels`` gives its labelId; classes the benchmark does not evaluate score NaN), the
+    categories are Cityscapes' eight (``void`` NaN) and ``confMatrix`` is 34 x 34 over
+    labelIds. Its rows of labels that are not evaluated are zero and their priors NaN:
+    fastseg skips ignored truth without counting it per id (the official matrix counts
+    it). Otherwise classes are keyed by name with their index as id, the report's
+    groups are the categories and ``confMatrix`` is the N x N matrix.
+
+    Raises
+    ------
+    ValueError
+        For soft counts (no confusion matrix), or class names that repeat.
+    """
+    confusion = report.confusion_matrix
+    if confusion is None:
+        raise ValueError("the Cityscapes layout needs hard counts (a confusion matrix)")
+    if len(set(report.class_names)) != report.num_classes:
+        raise ValueError("the Cityscapes layout keys classes by name: class names must differ")
+    everything = float(report.pixels) + report.ignored
+    priors = ratio(report.support, everything) if everything else np.full(report.num_classes,
+                                                                          math.nan)  # fmt: skip
+    iou = report.iou
+    if _is_cityscapes(report):
+        labels = CITYSCAPES_LABELS
+        size = max(lab.id for lab in labels) + 1
+        matrix = np.zeros((size, size), np.int64)
+        train = [lab.id for lab in sorted((lab for lab in labels if lab.train_id != 255),
+                                          key=lambda lab: lab.train_id)]  # fmt: skip
+        matrix[np.ix_(train, train)] = confusion
+        ids = {lab.name: lab.id for lab in labels}
+        class_scores = {lab.name: math.nan for lab in labels}
+        prior = {lab.name: math.nan for lab in labels}
+        for k, label_id in enumerate(train):
+            name = labels[label_id].name
+            class_scores[name] = float(iou[k])
+            prior[name] = float(priors[k])
+        categories = {cat: tuple(lab.train_id for lab in labels
+                                 if lab.category == cat and lab.train_id != 255)
+                      for cat in CITYSCAPES_CATEGORIES}  # fmt: skip
+    else:
+        matrix = np.asarray(confusion)
+        ids = {name: k for k, name in enumerate(report.class_names)}
+        class_scores = {name: float(iou[k]) for k, name in enumerate(report.class_names)}
+        prior = {name: float(priors[k]) for k, name in enumerate(report.class_names)}
+        categories = dict(report.group_classes)
+    scored = {cat: members for cat, members in categories.items() if members}
+    values = group_values(confusion, list(scored.values()), **report.policy.value_rules())
+    category_scores = dict.fromkeys(categories, math.nan)
+    category_scores.update({cat: float(v) for cat, v in zip(scored, values["iou"], strict=True)})
+
+    def average(scores: dict[str, float]) -> float:
+        valid = [v for v in scores.values() if not math.isnan(v)]
+        return sum(valid) / len(valid) if valid else math.nan
+
+    return {
+        "confMatrix": matrix.tolist(),
+        "priors": prior,
+        "labels": ids,
+        "classScores": class_scores,
+        "classInstScores": dict.fromkeys(class_scores, math.nan),
+        "categoryScores": category_scores,
+        "categoryInstScores": dict.fromkeys(category_scores, math.nan),
+        "averageScoreClasses": average(class_scores),
+        "averageScoreInstClasses": math.nan,
+        "averageScoreCategories": average(category_scores),
+        "averageScoreInstCategories": math.nan,
+    }
 
 
 def json_safe(obj: Any) -> Any:
@@ -159,7 +367,28 @@ def text(report: Report) -> str:
     lines.append("")
     summary = report.summary
     lines.append("  ".join(f"{label} {_fmt(summary[k])}" for k, label in SUMMARY_LABELS.items()))
+    groups = report.groups
+    if groups is not None:
+        lines.append("")
+        header = ["#", "group", "classes", "IoU", "Dice", "Precision", "Recall", "Support",
+                  "Predicted"]  # fmt: skip
+        rows = [
+            [str(k), name[:24], _members(groups.classes[k]), _fmt(groups.iou[k]),
+             _fmt(groups.dice[k]), _fmt(groups.precision[k]), _fmt(groups.recall[k]),
+             str(int(groups.true[k])), str(int(groups.pred[k]))]
+            for k, name in enumerate(groups.names)
+        ]  # fmt: skip
+        lines += _aligned(header, rows, left=3)
+        lines.append("")
+        lines.append("groups (from the summed confusion matrix): " + "  ".join(
+            f"{label} {_fmt(groups.summary[k])}" for k, label in GROUP_SUMMARY_LABELS.items()))
     return "\n".join(lines)
+
+
+def _members(classes: Sequence[int], width: int = 20) -> str:
+    """Class indices joined by commas, cut to `width` characters."""
+    text = ",".join(str(c) for c in classes)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _fmt(value: float) -> str:

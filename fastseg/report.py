@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,6 +32,7 @@ from fastseg.formulas import (
     Metric,
     Presence,
     class_mean,
+    group_values,
     image_aggregation_mean,
     image_class_means,
     metric_values,
@@ -40,9 +42,9 @@ from fastseg.formulas import (
     recall,
     totals_summary,
 )
-from fastseg.policy import PRESETS, Aggregation, EmptyValue, Policy, resolve_policy
+from fastseg.policy import PRESETS, Aggregation, EmptyValue, Policy, resolve_groups, resolve_policy
 
-__all__ = ["PRESETS", "ImageScore", "Interval", "Policy", "Report"]
+__all__ = ["PRESETS", "GroupScores", "ImageScore", "Interval", "Policy", "Report"]
 
 
 class ImageScore(NamedTuple):
@@ -51,6 +53,55 @@ class ImageScore(NamedTuple):
     position: int
     id: str
     score: float
+
+
+@dataclass(frozen=True, eq=False)
+class GroupScores:
+    """Values of class groups, each scored as one class (``Report.groups``).
+
+    From the data set's confusion matrix (:func:`fastseg.formulas.group_values`): a pixel
+    is in a group when its class is. Per-image group values are not given: they would
+    need a confusion matrix per image, which the counts do not keep.
+
+    Attributes
+    ----------
+    names : tuple of str
+    classes : tuple of tuple of int
+        The class indices of each group.
+    tp, pred, true : ndarray of int64, shape (G,)
+        Group intersection, predicted and truth pixels.
+    iou, dice : ndarray of float64, shape (G,)
+        Under the report's policy (smoothing, presence, empty value).
+    precision, recall : ndarray of float64, shape (G,)
+    summary : dict of str to float
+        ``miou``, ``mdice``, ``mprecision``, ``mrecall``: means over the groups, NaN left
+        out (Cityscapes' ``averageScoreCategories`` is ``miou``).
+    """
+
+    names: tuple[str, ...]
+    classes: tuple[tuple[int, ...], ...]
+    tp: np.ndarray
+    pred: np.ndarray
+    true: np.ndarray
+    iou: Floats
+    dice: Floats
+    precision: Floats
+    recall: Floats
+    summary: dict[str, float]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per group, with the keys of the class rows and the group's classes.
+
+        ``index``, ``name``, ``classes``, then ``iou``, ``dice``, ``precision``,
+        ``recall``, ``support`` (truth pixels), ``predicted``.
+        """
+        return [
+            {"index": k, "name": name, "classes": list(self.classes[k]),
+             "iou": float(self.iou[k]), "dice": float(self.dice[k]),
+             "precision": float(self.precision[k]), "recall": float(self.recall[k]),
+             "support": int(self.true[k]), "predicted": int(self.pred[k])}
+            for k, name in enumerate(self.names)
+        ]  # fmt: skip
 
 
 class Report:
@@ -80,6 +131,12 @@ class Report:
         JSON-safe facts to carry into :meth:`to_dict` (e.g. source paths). A non-empty
         ``meta["skipped"]`` (or ``meta["complete"] = False``) marks the report incomplete;
         ``meta["n_images"]`` gives the number of images when ``per_image=False``.
+    groups : mapping of str to sequence, optional
+        Class groups scored as one class each (Cityscapes' categories, nnU-Net's
+        regions, which may overlap): ``{name: [class indices or names]}``. Computed from
+        the summed confusion matrix (:func:`~fastseg.formulas.group_values`), so they are
+        data-set values whatever the aggregation, and need hard counts; see
+        :attr:`groups`.
 
     Notes
     -----
@@ -109,6 +166,7 @@ class Report:
         exclude: Sequence[int | str] | None = None,
         meta: Mapping[str, Any] | None = None,
         smooth: float | None = None,
+        groups: Mapping[str, Sequence[int | str]] | None = None,
     ) -> None:
         if not isinstance(counts, Counts):
             raise TypeError(f"counts must be a fastseg.Counts; got {type(counts).__name__}")
@@ -132,6 +190,14 @@ class Report:
         self.kept: np.ndarray = self.policy.kept(counts.num_classes, class_names)
         self.ids: tuple[str, ...] | None = _ids(ids, counts.n_images) if self.per_image else None
         self.class_names: tuple[str, ...] = _class_names(class_names, counts.num_classes)
+        #: The class groups: name -> class indices (empty without groups).
+        self.group_classes: dict[str, tuple[int, ...]] = resolve_groups(
+            groups, counts.num_classes, class_names)  # fmt: skip
+        if self.group_classes and counts.confusion is None:
+            raise ValueError(
+                "class groups are scored from the confusion matrix, and soft counts have "
+                "none: leave groups out for soft metrics"
+            )
         self.meta: dict[str, Any] = _json_meta(meta)
         self._totals = counts.total() if self.per_image else counts
 
@@ -202,6 +268,22 @@ class Report:
     def predicted(self) -> np.ndarray:
         """Predicted pixels per class, shape (N,)."""
         return self._totals.pred[0]
+
+    @cached_property
+    def groups(self) -> GroupScores | None:
+        """The class groups' values (None without groups): see :class:`GroupScores`."""
+        if not self.group_classes:
+            return None
+        assert self.counts.confusion is not None
+        members = list(self.group_classes.values())
+        v = group_values(self.counts.confusion, members, **self.policy.value_rules())
+        return GroupScores(
+            names=tuple(self.group_classes), classes=tuple(members),
+            tp=v["tp"].astype(np.int64), pred=v["pred"].astype(np.int64),
+            true=v["true"].astype(np.int64), iou=v["iou"], dice=v["dice"],
+            precision=v["precision"], recall=v["recall"],
+            summary={k: float(v[k]) for k in ("miou", "mdice", "mprecision", "mrecall")},
+        )  # fmt: skip
 
     def _class_values(self, metric: Metric) -> Floats:
         if self.policy.aggregation == "dataset":
@@ -383,16 +465,49 @@ class Report:
         ``per_image``, ``n_images``, ``pixels``, ``ignored``, ``summary``, ``classes``
         (:meth:`class_rows`), ``confusion_matrix`` (None for soft counts), ``post_means``
         and ``images`` (ids, mIoU and mDice per image; both None without per-image
-        counts) and ``meta``.
+        counts), ``groups`` (:meth:`GroupScores.rows`) and ``group_summary`` (both None
+        without groups) and ``meta``.
         """
         return render.to_dict(self)
 
-    def to_json(self, path: str | os.PathLike[str]) -> Path:
-        """Write :meth:`to_dict` as strict JSON (no NaN), atomically; return the path."""
-        return render.write_json(self, path)
+    def per_case(self) -> dict[str, Any]:
+        """Per image and class counts and values in nnU-Net's ``summary.json`` layout.
+
+        ``metric_per_case`` (one entry per image: ``id`` and ``metrics``, class index ->
+        ``Dice``, ``IoU``, ``FP``, ``TP``, ``FN``, ``TN``, ``n_pred``, ``n_ref``), ``mean``
+        (class -> each of those averaged over the images, NaN left out) and
+        ``foreground_mean`` (each averaged over the classes of ``mean`` but class 0 and
+        the excluded ones, as nnU-Net: a NaN class mean makes it NaN), plus
+        ``class_names``. NaN stays NaN (nnU-Net's files hold ``NaN``). Needs per-image
+        counts; see :func:`fastseg.render.per_case_dict`.
+        """
+        return render.per_case_dict(self)
+
+    def cityscapes(self) -> dict[str, Any]:
+        """The official Cityscapes evaluator's result dict (``resultPixelLevelSemanticLabeling``).
+
+        ``classScores``, ``categoryScores`` (the groups), their ``average...`` keys,
+        ``classInstScores`` / ``categoryInstScores`` (NaN: no instance counts),
+        ``confMatrix``, ``priors`` and ``labels``; laid out in Cityscapes' labelIds when
+        the classes are its 19 evaluated classes. See :func:`fastseg.render.cityscapes_dict`.
+        """
+        return render.cityscapes_dict(self)
+
+    def to_json(self, path: str | os.PathLike[str], layout: str = "report") -> Path:
+        """Write the report as JSON, atomically; return the path.
+
+        `layout`: ``"report"`` (:meth:`to_dict`, strict JSON: NaN as null),
+        ``"per-case"`` (:meth:`per_case`) or ``"cityscapes"`` (:meth:`cityscapes`); the
+        last two keep NaN as ``NaN``, as the files of nnU-Net and of the Cityscapes
+        evaluator do (Python's ``json`` reads it).
+        """
+        return render.write_json(self, path, layout)
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
-        """Write one row per class (:meth:`class_rows`; NaN as an empty field), atomically."""
+        """Write the class rows, group rows and summaries as CSV (NaN as ""), atomically.
+
+        See :func:`fastseg.render.csv_rows` for the columns.
+        """
         return render.write_csv(self, path)
 
     def plot(self, path: str | os.PathLike[str], *, dpi: int = 150) -> Path:

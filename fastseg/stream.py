@@ -10,7 +10,7 @@ Dask layer uses to combine chunks; ``compute`` makes a :class:`~fastseg.report.R
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,12 @@ from fastseg._version import __version__
 from fastseg.counting import count_prepared
 from fastseg.counts import Counts, corrupt_file, counts_from_arrays, load_versioned, save_counts
 from fastseg.inputs import prepare, prepare_options
+from fastseg.labelmaps import LabelMap, jsonable
+from fastseg.policy import resolve_groups
 from fastseg.report import Report
+
+#: Confusion-matrix bytes of pending updates above which they are merged at once.
+PENDING_BYTES = 16 * 2**20
 
 #: Version of the file layout written by :meth:`Accumulator.save`.
 FORMAT_VERSION = 1
@@ -45,6 +50,19 @@ class Accumulator:
         memory for arbitrarily long streams.
     soft : bool, default False
         Sum ``|p t|``, ``|p|``, ``|t|`` (soft metrics) instead of argmax counts.
+    threshold, spatial_dims : optional
+        As for :func:`fastseg.counts`.
+    label_map : dict, array, path or LabelMap, optional
+        Stored truth id -> class index (every other id is the ignore index); see
+        :func:`fastseg.inputs.prepare`. Files are read once, here.
+    label_map_pred : dict, array, path, LabelMap or bool, optional
+        The same for label-map predictions; True: the truth's map.
+    reduce_zero_label : bool, default False
+        mmsegmentation's ``reduce_zero_label`` as the truth's map (id 0 -> ignore, k ->
+        k - 1); needs `ignore_index`.
+    groups : mapping of str to sequence, optional
+        Class groups for the report (:class:`~fastseg.report.Report`); class names are
+        resolved against `class_names`.
 
     Notes
     -----
@@ -73,12 +91,18 @@ class Accumulator:
         soft: bool = False,
         threshold: float | None = None,
         spatial_dims: int | None = None,
+        label_map: Any = None,
+        label_map_pred: Any = None,
+        reduce_zero_label: bool = False,
+        groups: Mapping[str, Sequence[int | str]] | None = None,
     ) -> None:
         # The reading options are checked now, by the rules every entry point shares,
         # rather than at the first update.
-        prepare_options(num_classes=num_classes, class_axis=class_axis,
-                        ignore_index=ignore_index, threshold=threshold,
-                        spatial_dims=spatial_dims)  # fmt: skip
+        options = prepare_options(num_classes=num_classes, class_axis=class_axis,
+                                  ignore_index=ignore_index, threshold=threshold,
+                                  spatial_dims=spatial_dims, label_map=label_map,
+                                  label_map_pred=label_map_pred,
+                                  reduce_zero_label=reduce_zero_label)  # fmt: skip
         if class_names is not None:
             class_names = [str(name) for name in class_names]
             if len(class_names) != num_classes:
@@ -93,6 +117,17 @@ class Accumulator:
         self.class_names = class_names
         self.per_image = bool(per_image)
         self.soft = bool(soft)
+        self.label_map: LabelMap | None = options["label_map"]
+        self.label_map_pred: LabelMap | bool | None = options["label_map_pred"]
+        self.reduce_zero_label: bool = options["reduce_zero_label"]
+        if self.reduce_zero_label and self.ignore_index is None:
+            raise ValueError(
+                "reduce_zero_label sends id 0 to the ignore index, but there is none: pass "
+                "ignore_index (mmsegmentation uses 255)"
+            )
+        resolve_groups(groups, self.num_classes, class_names)  # checked now
+        self.groups: dict[str, list[int | str]] | None = (
+            None if groups is None else {str(k): list(v) for k, v in groups.items()})  # fmt: skip
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -161,6 +196,9 @@ class Accumulator:
             soft=self.soft,
             threshold=self.threshold,
             spatial_dims=self.spatial_dims,
+            label_map=self.label_map,
+            label_map_pred=self.label_map_pred,
+            reduce_zero_label=self.reduce_zero_label,
         )
         return self.add_counts(count_prepared(prep, soft=self.soft), ids)
 
@@ -189,6 +227,12 @@ class Accumulator:
         if self.per_image:
             self._parts.append(counts.starting_at(self._n_images))
             self._ids.extend(names)
+            # Each pending part holds an N x N confusion matrix: fold them once they
+            # weigh more than a few MiB (at 4 000 classes, every update), so memory does
+            # not grow with the number of updates.
+            pending = sum(p.confusion.nbytes for p in self._parts if p.confusion is not None)
+            if len(self._parts) > 2 and pending > PENDING_BYTES:
+                self.counts  # noqa: B018 - the property merges the parts
         else:
             self._parts = [(self._parts[0] + counts).total()]
         self._n_images += n_images
@@ -197,16 +241,11 @@ class Accumulator:
     # ----------------------------------------------------------------- merging
 
     def _check_compatible(self, other: Accumulator) -> None:
-        mine = (self.num_classes, self.class_names, self.ignore_index, self.soft, self.per_image)
-        theirs = (
-            other.num_classes,
-            other.class_names,
-            other.ignore_index,
-            other.soft,
-            other.per_image,
-        )
+        fields = ("num_classes", "class_names", "ignore_index", "soft", "per_image",
+                  "label_map", "label_map_pred", "reduce_zero_label")  # fmt: skip
+        mine = tuple(getattr(self, f) for f in fields)
+        theirs = tuple(getattr(other, f) for f in fields)
         if mine != theirs:
-            fields = ("num_classes", "class_names", "ignore_index", "soft", "per_image")
             diffs = [
                 f"{f}: {a!r} vs {b!r}"
                 for f, a, b in zip(fields, mine, theirs, strict=True)
@@ -239,6 +278,10 @@ class Accumulator:
             soft=self.soft,
             threshold=self.threshold,
             spatial_dims=self.spatial_dims,
+            label_map=self.label_map,
+            label_map_pred=self.label_map_pred,
+            reduce_zero_label=self.reduce_zero_label,
+            groups=self.groups,
         )
         out._parts = [Counts.merge([self.counts])]  # a merge of one part: a copy
         out._ids = list(self._ids)
@@ -271,7 +314,12 @@ class Accumulator:
     # ------------------------------------------------------------------ report
 
     def compute(
-        self, preset: str | None = None, *, meta: dict[str, Any] | None = None, **policies: Any
+        self,
+        preset: str | None = None,
+        *,
+        meta: dict[str, Any] | None = None,
+        groups: Mapping[str, Sequence[int | str]] | None = None,
+        **policies: Any,
     ) -> Report:
         """The :class:`~fastseg.report.Report` of everything counted so far.
 
@@ -281,6 +329,8 @@ class Accumulator:
             A named convention (see :data:`fastseg.report.PRESETS`).
         meta : dict, optional
             Extra JSON-safe facts for the report (e.g. sources, skipped blocks).
+        groups : mapping of str to sequence, optional
+            Class groups for the report; default: the accumulator's.
         **policies
             ``aggregation``, ``empty``, ``presence``, ``exclude``: override the preset.
         """
@@ -295,6 +345,7 @@ class Accumulator:
             per_image=self.per_image,
             preset=preset,
             meta=meta,
+            groups=self.groups if groups is None else groups,
             **policies,
         )
 
@@ -310,6 +361,10 @@ class Accumulator:
             "soft": self.soft,
             "threshold": self.threshold,
             "spatial_dims": self.spatial_dims,
+            "label_map": jsonable(self.label_map),
+            "label_map_pred": jsonable(self.label_map_pred),
+            "reduce_zero_label": self.reduce_zero_label,
+            "groups": self.groups,
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -353,9 +408,9 @@ class Accumulator:
                 for k in ("ignore_index", "class_axis", "class_names", "per_image", "soft")
             }
             # Options added after version 1 was defined: absent from older files.
-            options.update(
-                {k: meta[k] for k in ("threshold", "spatial_dims") if meta.get(k) is not None}
-            )
+            later = ("threshold", "spatial_dims", "label_map", "label_map_pred",
+                     "reduce_zero_label", "groups")  # fmt: skip
+            options.update({k: meta[k] for k in later if meta.get(k) is not None})
             acc = cls(meta["num_classes"], **options)
             n_images = meta["n_images"]
             if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 0:

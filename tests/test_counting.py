@@ -11,6 +11,8 @@ small set of dtypes and layouts (float16/32/64 scores, int64 label maps, ...).
 from __future__ import annotations
 
 import concurrent.futures
+import math
+import re
 
 import numba
 import numpy as np
@@ -22,7 +24,7 @@ from hypothesis import strategies as st
 import fastseg
 import fastseg.inputs
 from fastseg import Counts, kernels
-from fastseg.counting import count_prepared
+from fastseg.counting import check_num_classes, check_stats, count_prepared
 from fastseg.inputs import prepare
 
 # --------------------------------------------------------------------------------------
@@ -732,9 +734,10 @@ def test_soft_sums(dtype, channels_first, truth_kind):
 
 @pytest.mark.parametrize("truth_kind", ["labels", "one_hot"])
 def test_soft_sums_exact_with_dyadic_values(truth_kind):
-    # Multiples of 1/8 below 4: every partial sum is exact, in any order.
+    # Multiples of 1/8 in [0, 1] (soft metrics refuse other values): every partial sum
+    # is exact, in any order.
     rng = rng_for(41, len(truth_kind))
-    scores = (rng.integers(-32, 32, (2, 20, 17, 3)) / 8).astype(np.float32)
+    scores = (rng.integers(0, 9, (2, 20, 17, 3)) / 8).astype(np.float32)
     labels = rng.integers(0, 3, (2, 20, 17))
     truth = labels if truth_kind == "labels" else one_hot(labels, 3)
     c = fastseg.counts(truth, scores, soft=True)
@@ -770,3 +773,139 @@ def test_soft_sums_of_one_hot_prediction_equal_hard_counts():
     np.testing.assert_array_equal(soft.tp, hard.tp)
     np.testing.assert_array_equal(soft.pred, hard.pred)
     np.testing.assert_array_equal(soft.true, hard.true)
+
+
+# --------------------------------------------------------------------------------------
+# Many classes: the shared-table kernel, and the number of classes a machine can hold
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chosen_kernels(monkeypatch):
+    """The hard kernel count_prepared picks (kernels.hard_kernel), call by call."""
+    picked = []
+    real = kernels.hard_kernel
+
+    def spy(*args, **kwargs):
+        picked.append(real(*args, **kwargs))
+        return picked[-1]
+
+    monkeypatch.setattr(kernels, "hard_kernel", spy)
+    return picked
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first", "float16"])
+@pytest.mark.parametrize("b", [1, 3])
+def test_shared_table_path_equals_bincount(layout, b, monkeypatch, chosen_kernels):
+    """TABLE_SLACK = 0 sends even 4 classes to hard_counts_shared: at 1 and 2 threads its
+    counts equal the per-thread path's and bincount's (B = 1: one image over 3 blocks)."""
+    scores, truth, pred, class_axis = big_case(70, b, layout)
+    kw = {"class_axis": class_axis, "ignore_index": 255}
+    per_thread = fastseg.counts(truth, scores, **kw)
+    assert chosen_kernels == [kernels.hard_counts]
+    assert_counts(per_thread, truth, pred, 4, truth != 255)
+    monkeypatch.setattr(kernels, "TABLE_SLACK", 0)
+    saved = numba.get_num_threads()
+    thread_counts = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
+    try:
+        for threads in thread_counts:
+            numba.set_num_threads(threads)
+            assert fastseg.counts(truth, scores, **kw) == per_thread
+    finally:
+        numba.set_num_threads(saved)
+    assert chosen_kernels[1:] == [kernels.hard_counts_shared] * len(thread_counts)
+
+
+@pytest.mark.parametrize("kind", ["labels", "channels_first"])
+def test_many_classes_take_the_shared_table(kind, chosen_kernels):
+    """3000 classes: per-thread tables would be 2T times the confusion matrix."""
+    n = 3000
+    rng = rng_for(71, len(kind))
+    truth = rng.integers(0, n, (3, 20, 30))
+    truth[rng.random(truth.shape) < 0.1] = n + 1
+    keep = truth != n + 1
+    if kind == "labels":
+        pred = rng.integers(0, n, truth.shape)
+        c = fastseg.counts(truth, pred, num_classes=n, ignore_index=n + 1)
+    else:
+        scores = rng.random((3, n, 20, 30), np.float32)
+        pred = scores.argmax(1)
+        c = fastseg.counts(truth, scores, class_axis=1, ignore_index=n + 1)
+    assert chosen_kernels == [kernels.hard_counts_shared]
+    assert_counts(c, np.where(keep, truth, 0), pred, n, keep)
+
+
+def test_num_classes_beyond_any_confusion_matrix():
+    message = ("num_classes=2147483648 needs a 2147483648 x 2147483648 int64 confusion matrix "
+               "(3.7e+19 bytes)")  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_num_classes(2**31)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fastseg.counts(np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64),
+                       num_classes=2**31)  # fmt: skip
+    with pytest.raises(ValueError, match=r"num_classes=2147483648 needs three float64 rows"):
+        check_num_classes(2**31, soft=True)
+    check_num_classes(4000)
+    check_num_classes(4000, soft=True)
+    memory = fastseg.inputs._memory_bytes()
+    if memory is not None:
+        n = math.isqrt(memory // 8) + 1
+        with pytest.raises(ValueError, match="bytes of memory: is num_classes right"):
+            check_num_classes(n)
+
+
+# --------------------------------------------------------------------------------------
+# Soft values outside [0, 1]
+# --------------------------------------------------------------------------------------
+
+RANGE_MESSAGE = "soft metrics need probabilities: apply a softmax/sigmoid first"
+
+
+def test_soft_scores_outside_unit_range_are_refused():
+    rng = rng_for(72)
+    probs = rng.random((2, 6, 7, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 6, 7))
+    logits = probs.copy()
+    out = rng.random(logits.shape) < 0.2
+    logits[out] = 5.3
+    prep = fastseg.inputs.prepare(labels, logits, soft=True)
+    counted = count_prepared(prep, soft=True, check_range=False)  # counted when not asked
+    assert_soft(counted, soft_reference(logits, labels))
+    message = f"y_pred has {out.sum()} soft scores outside [0, 1] (e.g. 5.3); {RANGE_MESSAGE}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        count_prepared(prep, soft=True, check_range=True)
+    # Probabilities pass; so do the hard counts of the logits.
+    count_prepared(fastseg.inputs.prepare(labels, probs, soft=True), soft=True, check_range=True)
+    count_prepared(fastseg.inputs.prepare(labels, logits), check_range=True)
+
+
+def test_soft_infinity_and_truth_outside_unit_range():
+    rng = rng_for(73)
+    probs = rng.random((1, 4, 5, 3)).astype(np.float32)
+    truth = one_hot(rng.integers(0, 3, (1, 4, 5)), 3)
+    probs[0, 1, 1, 2] = np.inf
+    truth[0, 2, 3, 0] = 2.0
+    truth[0, 2, 4, 1] = -1.0
+    prep = fastseg.inputs.prepare(truth, probs, soft=True)
+    with pytest.raises(ValueError, match=r"y_true has 2 soft values outside \[0, 1\]") as info:
+        count_prepared(prep, soft=True, check_range=True)
+    text = str(info.value)
+    assert "(e.g. 2)" in text or "(e.g. -1)" in text
+    assert "soft metrics need a one-hot or probability truth" in text
+    assert f"y_pred has 1 soft scores outside [0, 1] (e.g. inf); {RANGE_MESSAGE}" in text
+    # NaN keeps its own message and is not counted as out of range.
+    probs[0, 1, 1, 2] = np.nan
+    truth = one_hot(rng.integers(0, 3, (1, 4, 5)), 3)
+    with pytest.raises(ValueError, match=r"^y_pred has NaN scores at 1 pixels$"):
+        count_prepared(fastseg.inputs.prepare(truth, probs, soft=True), soft=True,
+                       check_range=True)  # fmt: skip
+
+
+def test_check_stats_soft_range_flag():
+    stats = np.zeros(kernels.N_STATS, np.int64)
+    stats[kernels.PRED_RANGE] = 1234
+    stats[kernels.PRED_RANGE_VALUE : kernels.PRED_RANGE_VALUE + 1] = np.array([5.3]).view(np.int64)
+    check_stats(stats, 3, None)  # not asked: accepted
+    message = f"y_pred has 1234 soft scores outside [0, 1] (e.g. 5.3); {RANGE_MESSAGE}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        check_stats(stats, 3, None, soft_range=True)

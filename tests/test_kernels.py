@@ -12,6 +12,11 @@ compiled signatures are shared with the other test files.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numba
 import numpy as np
 import pytest
@@ -117,7 +122,7 @@ def class_in_middle(scores, outer):
 
 
 def test_stats_slots():
-    assert kernels.N_STATS == 7
+    assert kernels.N_STATS == 11
     slots = [
         kernels.TRUE_BAD,
         kernels.TRUE_BAD_VALUE,
@@ -126,8 +131,15 @@ def test_stats_slots():
         kernels.PRED_BAD_VALUE,
         kernels.PRED_NAN,
         kernels.IGNORED,
+        kernels.TRUE_RANGE,
+        kernels.TRUE_RANGE_VALUE,
+        kernels.PRED_RANGE,
+        kernels.PRED_RANGE_VALUE,
     ]
     assert sorted(slots) == list(range(kernels.N_STATS))
+    # The soft kernel writes "count, example" relative to a base slot.
+    assert kernels.TRUE_RANGE_VALUE == kernels.TRUE_RANGE + 1
+    assert kernels.PRED_RANGE_VALUE == kernels.PRED_RANGE + 1
     # The decoders address "bad, bad value, nan" relative to a base slot.
     assert (kernels.TRUE_BAD_VALUE, kernels.TRUE_NAN) == (
         kernels.TRUE_BAD + 1,
@@ -308,10 +320,35 @@ def test_block_boundaries():
 #              pred_sum |p|: c0 = 2.5, c1 = 1.75; true_sum = [2, 2]
 # score truth: inter c0 = 0.75 + 0.25 + 0 + 0.25 = 1.25, c1 = 0 + 0.25 + 1 + 0 = 1.25
 #              true_sum c0 = 1.75, c1 = 2.25
+# One prediction value lies outside [0, 1]: -0.25 (pixel 2); the truth has none.
 # --------------------------------------------------------------------------------------
 SOFT_P = np.array([[[0.75, 0.25], [0.5, 0.5], [-0.25, 1.0], [1.0, 0.0]]], np.float32)
 SOFT_LABELS = np.array([[0, 1, 1, 0]], np.int64)
 SOFT_T = np.array([[[1, 0], [0.5, 0.5], [0, 1], [0.25, 0.75]]], np.float32)
+
+
+def float_stat(stats, slot):
+    """The float64 stored as bits in an int64 stats slot (the *_RANGE_VALUE slots)."""
+    return float(stats[slot : slot + 1].view(np.float64)[0])
+
+
+def assert_soft_stats(stats, pred_range=(0, None), true_range=(0, None), **counts):
+    """Range slots as (count, example); every other slot 0 unless given by name."""
+    for (count, example), slot, value in (
+        (pred_range, kernels.PRED_RANGE, kernels.PRED_RANGE_VALUE),
+        (true_range, kernels.TRUE_RANGE, kernels.TRUE_RANGE_VALUE),
+    ):
+        assert stats[slot] == count
+        if count:
+            assert float_stat(stats, value) == example
+        else:
+            assert stats[value] == 0
+    others = [s for s in range(kernels.N_STATS) if s not in (
+        kernels.PRED_RANGE, kernels.PRED_RANGE_VALUE, kernels.TRUE_RANGE,
+        kernels.TRUE_RANGE_VALUE)]  # fmt: skip
+    expected = {getattr(kernels, name): v for name, v in counts.items()}
+    for slot in others:
+        assert stats[slot] == expected.get(slot, 0), slot
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
@@ -321,7 +358,7 @@ def test_soft_sums_label_truth(layout):
     np.testing.assert_array_equal(inter, [[1.75, 1.5]])
     np.testing.assert_array_equal(ps, [[2.5, 1.75]])
     np.testing.assert_array_equal(ts, [[2.0, 2.0]])
-    assert not stats.any()
+    assert_soft_stats(stats, pred_range=(1, -0.25))
 
 
 def test_soft_sums_score_truth():
@@ -329,11 +366,12 @@ def test_soft_sums_score_truth():
     np.testing.assert_array_equal(inter, [[1.25, 1.25]])
     np.testing.assert_array_equal(ps, [[2.5, 1.75]])
     np.testing.assert_array_equal(ts, [[1.75, 2.25]])
-    assert not stats.any()
-    inter4, ps4, ts4, _ = run_soft(channels_first(SOFT_P), channels_first(SOFT_T), 2)
+    assert_soft_stats(stats, pred_range=(1, -0.25))
+    inter4, ps4, ts4, stats4 = run_soft(channels_first(SOFT_P), channels_first(SOFT_T), 2)
     np.testing.assert_array_equal(inter4, inter)
     np.testing.assert_array_equal(ps4, ps)
     np.testing.assert_array_equal(ts4, ts)
+    np.testing.assert_array_equal(stats4, stats)
 
 
 def test_soft_sums_ignore():
@@ -344,6 +382,7 @@ def test_soft_sums_ignore():
     np.testing.assert_array_equal(ps, [[1.75, 0.25]])
     np.testing.assert_array_equal(ts, [[2.0, 0.0]])
     assert stats[kernels.IGNORED] == 2
+    assert stats[kernels.PRED_RANGE] == 0  # -0.25 is at an ignored pixel: not checked
     # With score truth the ignore index applies to its argmax: pixels 2 and 3 (argmax 1;
     # pixel 1 is a tie -> 0). Left: pixels 0, 1.
     inter, ps, ts, stats = run_soft(SOFT_P, SOFT_T, 2, ignore=1)
@@ -406,3 +445,229 @@ def test_float16_channels_last_fast_path_matches_bincount(n, negative):
     kept_nan[(*np.argwhere(keep)[5], n - 1)] = np.nan
     with pytest.raises(ValueError, match="NaN scores at 1 pixels"):
         fastseg.counts(truth, kept_nan, ignore_index=255)
+
+
+# --------------------------------------------------------------------------------------
+# Soft values outside [0, 1]: counted (never refused) by the kernel.
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("truth_kind", ["labels", "scores"])
+@pytest.mark.parametrize("b", [1, 3])
+def test_soft_range_counts_match_numpy(layout, truth_kind, b):
+    """Values < 0 or > 1 (infinities too, NaN not) at counted pixels, as NumPy counts them;
+    B = 1 spreads one image over 3 blocks (blocks in parallel), B = 3 takes whole images."""
+    rng = np.random.default_rng([50, b, len(layout), len(truth_kind)])
+    n = 3
+    p = 2 * kernels.BLOCK + 5 if b == 1 else 1000
+    scores = rng.random((b, p, n)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.01] = 3.5  # logits
+    scores[rng.random(scores.shape) < 0.01] = -0.5
+    scores[0, 7] = [np.inf, -np.inf, np.nan]
+    scores[0, 8] = [0.0, 1.0, np.nan]  # bounds are in range, NaN is not "out of range"
+    labels = rng.integers(0, n, (b, p))
+    if truth_kind == "labels":
+        ignore = 2
+        truth = labels
+        keep = labels != ignore
+        truth_values = None
+    else:
+        ignore = 1  # applies to the truth's argmax
+        truth = rng.random((b, p, n)).astype(np.float32)
+        truth[rng.random(truth.shape) < 0.01] = 2.0
+        truth[rng.random(truth.shape) < 0.01] = -1.0
+        keep = truth.argmax(-1) != ignore
+        truth_values = truth[keep]
+    pred = scores if layout == "channels_last" else channels_first(scores)
+    true = truth
+    if truth_kind == "scores" and layout == "channels_first":
+        true = channels_first(truth)
+    *_, stats = run_soft(pred, true, n, ignore=ignore)
+
+    def out_of_range(values):
+        return values[(values < 0) | (values > 1)]
+
+    pred_out = out_of_range(scores[keep])
+    assert stats[kernels.PRED_RANGE] == pred_out.size > 0
+    assert float_stat(stats, kernels.PRED_RANGE_VALUE) in set(pred_out.tolist())
+    assert stats[kernels.PRED_NAN] == np.isnan(scores[keep]).any(-1).sum()
+    if truth_values is None:
+        assert stats[kernels.TRUE_RANGE] == stats[kernels.TRUE_RANGE_VALUE] == 0
+    else:
+        true_out = out_of_range(truth_values)
+        assert stats[kernels.TRUE_RANGE] == true_out.size > 0
+        assert float_stat(stats, kernels.TRUE_RANGE_VALUE) in set(true_out.tolist())
+    assert stats[kernels.IGNORED] == (~keep).sum()
+
+
+# --------------------------------------------------------------------------------------
+# Many classes: hard_counts_shared (one shared table, rows / columns owned by threads).
+# --------------------------------------------------------------------------------------
+
+LARGE_N = 3000
+
+
+def test_hard_kernel_choice():
+    """Per-thread tables while they fit the confusion matrix's size plus TABLE_SLACK."""
+    assert kernels.hard_kernel(21, 64) is kernels.hard_counts
+    assert kernels.hard_kernel(150, 32) is kernels.hard_counts
+    assert kernels.hard_kernel(150, 64) is kernels.hard_counts_shared
+    assert kernels.hard_kernel(1000, 1) is kernels.hard_counts
+    assert kernels.hard_kernel(1000, 2) is kernels.hard_counts_shared
+    assert kernels.hard_kernel(LARGE_N, 1) is kernels.hard_counts_shared
+    assert kernels.hard_kernel(2, 1, table_slack=0) is kernels.hard_counts_shared
+    assert kernels.hard_kernel(LARGE_N, 64, table_slack=2**60) is kernels.hard_counts
+    # The boundary: T * ((N + 1)^2 + N^2) * 8 <= N^2 * 8 + slack.
+    n, t = 100, 4
+    need = t * ((n + 1) ** 2 + n**2) * 8 - n**2 * 8
+    assert kernels.thread_tables_fit(n, t, need)
+    assert not kernels.thread_tables_fit(n, t, need - 1)
+
+
+def bincount_expected(truth, pred_labels, n, ignore=None, pred_nan=None):
+    """tp, pred, true, confusion and stats of label maps (B, P), by np.bincount.
+
+    ``pred_nan`` marks pixels whose scores hold a NaN. Stats are a dict slot -> value,
+    with the sets of possible example values under *_BAD_VALUE.
+    """
+    t = np.asarray(truth, np.int64)
+    p = np.asarray(pred_labels, np.int64)
+    b = t.shape[0]
+    ignored = t == ignore if ignore is not None else np.zeros(t.shape, bool)
+    t_bad = ~ignored & ((t < 0) | (t >= n))
+    kept = ~ignored & ~t_bad
+    nan = np.zeros(t.shape, bool) if pred_nan is None else pred_nan
+    p_bad = kept & ~nan & ((p < 0) | (p >= n))
+    ok = kept & ~nan & ~p_bad
+    tp, pc, tc = (np.zeros((b, n), np.int64) for _ in range(3))
+    for i in range(b):
+        ti, pi = t[i][ok[i]], p[i][ok[i]]
+        tc[i] = np.bincount(ti, minlength=n)
+        pc[i] = np.bincount(pi, minlength=n)
+        tp[i] = np.bincount(ti[ti == pi], minlength=n)
+    confusion = np.bincount(t[ok] * n + p[ok], minlength=n * n).reshape(n, n)
+    stats = {
+        kernels.TRUE_BAD: t_bad.sum(),
+        kernels.TRUE_BAD_VALUE: set(t[t_bad].tolist()) or {0},
+        kernels.PRED_BAD: p_bad.sum(),
+        kernels.PRED_BAD_VALUE: set(p[p_bad].tolist()) or {0},
+        kernels.PRED_NAN: (kept & nan).sum(),
+        kernels.IGNORED: ignored.sum(),
+    }
+    return tp, pc, tc, confusion, stats
+
+
+def assert_expected(out, expected):
+    for name, got, want in zip(("tp", "pred", "true", "confusion"), out[:4], expected[:4],
+                               strict=True):  # fmt: skip
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    stats = out[4]
+    for slot in range(kernels.N_STATS):
+        want = expected[4].get(slot, 0)
+        if isinstance(want, set):
+            assert stats[slot] in want, slot
+        else:
+            assert stats[slot] == want, slot
+
+
+def shared_case(layout, n, b, p, seed):
+    """(pred, truth, expected) with ignored, invalid truth and NaN / invalid predictions."""
+    rng = np.random.default_rng([seed, n, b, p, len(layout)])
+    ignore = n + 1
+    truth = rng.integers(0, n, (b, p))
+    truth[rng.random(truth.shape) < 0.05] = ignore
+    truth[rng.random(truth.shape) < 0.01] = n + 5
+    truth[rng.random(truth.shape) < 0.01] = -3
+    if layout == "labels":
+        pred = rng.integers(0, n, (b, p))
+        pred[rng.random(pred.shape) < 0.01] = n
+        pred[rng.random(pred.shape) < 0.01] = -2
+        return pred, truth, ignore, bincount_expected(truth, pred, n, ignore)
+    scores = rng.random((b, p, n), np.float32)
+    nan = rng.random((b, p)) < 0.02
+    scores[nan, rng.integers(0, n)] = np.nan
+    labels = np.where(np.isnan(scores), -1, scores).argmax(-1)
+    expected = bincount_expected(truth, labels, n, ignore, nan)
+    if layout == "channels_first":
+        scores = channels_first(scores)
+    elif layout == "class_in_middle":
+        scores = class_in_middle(scores, 7)
+    return scores, truth, ignore, expected
+
+
+#: (layout, N, B, P, table_slack): the first cases take the shared kernel by their size;
+#: the others are forced onto it with a zero slack. P = 2 * BLOCK + 5 splits an image over
+#: 3 chunks and makes chunks cross image boundaries.
+SHARED_CASES = [
+    ("labels", LARGE_N, 3, 2 * kernels.BLOCK + 5, None),
+    ("labels", LARGE_N, 1, 2 * kernels.BLOCK + 5, None),
+    ("channels_last", LARGE_N, 4, 64, None),
+    ("channels_first", LARGE_N, 5, 48, None),
+    ("labels", 5, 3, 2 * kernels.BLOCK + 5, 0),
+    ("labels", 3, 4, 1000, 0),  # fewer classes than threads: some own nothing
+    ("channels_last", 5, 1, 2 * kernels.BLOCK + 5, 0),
+    ("channels_last", 5, 3, 2 * kernels.BLOCK + 5, 0),
+    ("channels_first", 5, 3, 2 * kernels.BLOCK + 5, 0),
+    ("class_in_middle", 5, 2, 7 * 9363, 0),
+]
+
+
+def check_shared_cases(thread_counts):
+    """Every SHARED_CASES case at each thread count, where hard_kernel picks the shared
+    kernel: equal to bincount (the small cases also to hard_counts)."""
+    saved = numba.get_num_threads()
+    try:
+        for threads in thread_counts:
+            numba.set_num_threads(threads)
+            for layout, n, b, p, slack in SHARED_CASES:
+                pred, truth, ignore, expected = shared_case(layout, n, b, p, seed=60)
+                assert kernels.hard_kernel(n, threads, slack) is kernels.hard_counts_shared
+                # The small cases also against the per-thread kernel.
+                kernel_list = [kernels.hard_counts_shared]
+                if n < LARGE_N:
+                    kernel_list.append(kernels.hard_counts)
+                for kernel in kernel_list:
+                    out = outputs(b, n)
+                    kernel(pred, truth, n, True, ignore, *out, threads)
+                    assert_expected(out, expected)
+    finally:
+        numba.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_shared_kernel_matches_bincount(threads):
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip(f"needs {threads} Numba threads")
+    check_shared_cases([threads])
+
+
+def test_shared_kernel_with_more_threads_than_cores():
+    """NUMBA_NUM_THREADS = 5 (more than this machine's cores, more than some N)."""
+    threads = max(5, (os.cpu_count() or 1) + 1)
+    root = Path(kernels.__file__).resolve().parents[1]
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import test_kernels; test_kernels.check_shared_cases([{threads}, 3])"
+    )
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": path}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_shared_kernel_one_class_threshold():
+    """N = 1: label 1 is "no class", in the truth and the prediction (channels-first
+    rewrites the labels of ignored pixels: they must still be skipped)."""
+    pred = np.array([[1.0, -1.0, 0.0, -0.0, 2.0, 0.5]], np.float32)[..., None]
+    truth = np.array([[1.0, 1.0, 0.0, 1.0, 0.0, 0.25]], np.float32)[..., None]
+    kernel = kernels.hard_kernel(1, threads(), table_slack=0)
+    assert kernel is kernels.hard_counts_shared
+    out = outputs(1, 1)
+    kernel(channels_first(pred), channels_first(truth), 1, False, 0, *out, threads())
+    check(out, [[2]], [[3]], [[4]], [[2]])
+    # Ignoring class 0 of the truth leaves pixels 2 and 4 (truth "no class"): pred 1.
+    out = outputs(1, 1)
+    kernel(channels_first(pred), channels_first(truth), 1, True, 0, *out, threads())
+    check(out, [[0]], [[1]], [[0]], [[0]], {kernels.IGNORED: 4})

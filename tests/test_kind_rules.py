@@ -279,3 +279,63 @@ def test_class_axis_hint_when_the_class_count_is_on_another_axis():
     scores = RNG.random((2, N, 12, 10)).astype(np.float32)
     with pytest.raises(ValueError, match=r"class axis looks like axis 1: pass class_axis=1"):
         fastseg.counts(LAB[:2], scores, num_classes=N)
+
+
+# --------------------------------------------------------------------------------------
+# Soft metrics need probabilities
+# --------------------------------------------------------------------------------------
+
+
+class SoftEntry(Entry):
+    def __call__(self, truth, pred, **kw):
+        if self.name == "counts":
+            return fastseg.counts(truth, pred, soft=True, **kw).tp
+        if self.name == "accumulator":
+            return fastseg.Accumulator(N, soft=True, **kw).update(truth, pred).counts.tp
+        if self.name == "evaluate":
+            return fastseg.evaluate(pred, truth, soft=True, progress=False, ignore_index=None,
+                                    **kw).counts.tp  # fmt: skip
+        root = self.tmp_path / "soft.zarr"
+        g = zarr.open_group(root, mode="w")
+        g.create_array("pred", data=np.asarray(pred))
+        g.create_array("true", data=np.asarray(truth))
+        code = main(["evaluate", str(root), str(root), "--soft", "--format", "json",
+                     "--no-progress", *_cli_options(kw)])  # fmt: skip
+        if code != 0:
+            raise ValueError(self.capsys.readouterr().err)
+        return None
+
+
+@pytest.fixture(params=["counts", "accumulator", "evaluate", "cli"])
+def soft_entry(request, tmp_path, capsys):
+    return SoftEntry(request.param, tmp_path, capsys)
+
+
+def test_soft_metrics_refuse_logits_with_their_count(soft_entry):
+    logits = RNG.standard_normal((*LAB.shape, N)).astype(np.float32)
+    outside = int(((logits < 0) | (logits > 1)).sum())
+    with pytest.raises(ValueError, match=rf"{outside} soft scores outside \[0, 1\].*softmax"):
+        soft_entry(LAB, logits)
+    inf = RNG.random((*LAB.shape, N)).astype(np.float32)
+    inf[0, 0, 0, 1] = np.inf
+    with pytest.raises(ValueError, match=r"1 soft scores outside \[0, 1\] \(e.g. inf\)"):
+        soft_entry(LAB, inf)
+
+
+def test_soft_metrics_of_probabilities_equal_numpy(soft_entry):
+    probs = RNG.random((*LAB.shape, N)).astype(np.float32)
+    probs /= probs.sum(-1, keepdims=True)
+    got = soft_entry(LAB, probs)
+    if got is not None:
+        expected = np.stack([(probs[b] * np.eye(N)[LAB[b]]).sum((0, 1)) for b in range(4)])
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_the_post_api_keeps_soft_sums_of_logits():
+    from fastseg.reference import metrics_np
+
+    logits = RNG.standard_normal((2, 6, 5, N)).astype(np.float32)
+    truth = np.eye(N, dtype=np.float32)[LAB[:2, :6, :5]]
+    got = fastseg.metrics(truth, logits, "iou", "soft", drop_last=False)
+    assert got == pytest.approx(metrics_np(truth, logits, "iou", "soft", drop_last=False),
+                                rel=1e-5)  # fmt: skip

@@ -600,8 +600,10 @@ def test_csv_one_row_per_class(counts, tmp_path):
     path = report(counts, exclude=[0]).to_csv(tmp_path / "classes.csv")
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
+    # the class columns first (as before summary rows were added), then kind, classes, value
     assert list(rows[0]) == ["index", "name", "excluded", "iou", "dice", "precision", "recall",
-                             "support", "predicted"]  # fmt: skip
+                             "support", "predicted", "kind", "classes", "value"]  # fmt: skip
+    rows = [r for r in rows if r["kind"] == "class"]
     assert [r["name"] for r in rows] == NAMES
     assert [r["excluded"] for r in rows] == ["True", "False", "False", "False", "False"]
     assert float(rows[0]["iou"]) == 4 / 7  # full precision
@@ -711,3 +713,235 @@ def test_exclusions_by_class_name_in_a_report_and_an_accumulator():
     assert report.kept.tolist() == [False, True, True]
     assert Report(acc.counts, class_names=names, exclude=["sky", "last"]).kept.tolist() == [
         True, True, False]  # fmt: skip
+
+
+# ------------------------------------------------------------- class groups (by hand)
+
+# Groups of the worked example, from its confusion matrix (rows truth, columns pred):
+# [0,0]=4 [0,1]=2 [1,1]=2 [1,3]=1 [2,0]=1.
+#   a = {0, 1}:           tp 4+2+2 = 8, pred col0+col1 = 5+4 = 9, true row0+row1 = 6+3 = 9
+#   b = {2, 3}:           tp 0, pred 0+1 = 1, true 1+0 = 1
+#   c = {1, 2, 3} (overlaps a and b): tp [1,1]+[1,3] = 3, pred 4+0+1 = 5, true 3+1+0 = 4
+#   d = {4}:              nothing: IoU NaN, left out of the means
+GROUPS = {"a": [0, 1], "b": [2, 3], "c": ["road", "car", "tree"], "d": [-1]}
+
+
+def test_groups_by_hand(counts):
+    g = report(counts, groups=GROUPS).groups
+    assert g.names == ("a", "b", "c", "d")
+    assert g.classes == ((0, 1), (2, 3), (1, 2, 3), (4,))
+    assert (g.tp.tolist(), g.pred.tolist(), g.true.tolist()) == (
+        [8, 0, 3, 0], [9, 1, 5, 0], [9, 1, 4, 0])  # fmt: skip
+    assert g.iou == approx([8 / 10, 0, 3 / 6, nan])
+    assert g.dice == approx([16 / 18, 0, 6 / 9, nan])
+    assert g.precision == approx([8 / 9, 0, 3 / 5, nan])
+    assert g.recall == approx([8 / 9, 0, 3 / 4, nan])
+    assert g.summary == approx({"miou": (0.8 + 0.5) / 3, "mdice": (16 / 18 + 6 / 9) / 3,
+                                "mprecision": (8 / 9 + 3 / 5) / 3,
+                                "mrecall": (8 / 9 + 3 / 4) / 3})  # fmt: skip
+    assert report(counts).groups is None
+
+
+def test_groups_equal_relabelling_then_counting():
+    rng = np.random.default_rng(7)
+    truth = rng.integers(0, 7, (4, 9, 11))
+    truth[0, :2] = 255
+    pred = rng.integers(0, 6, truth.shape)
+    groups = {"wt": [1, 2, 3], "tc": [2, 3], "et": [3], "bg+5": [0, 5], "six": [6]}
+    r = Report(fastseg.counts(truth, pred, num_classes=7, ignore_index=255), groups=groups)
+    keep = truth != 255
+    for k, members in enumerate(groups.values()):
+        t = np.isin(truth, members)[keep].astype(int)  # re-labelled: in the group or not
+        p = np.isin(pred, members)[keep].astype(int)
+        c = fastseg.counts(t[None, None], p[None, None], num_classes=2)
+        assert [r.groups.tp[k], r.groups.pred[k], r.groups.true[k]] == [
+            c.tp[0, 1], c.pred[0, 1], c.true[0, 1]]  # fmt: skip
+        assert r.groups.iou[k] == approx(Report(c).iou[1])
+        assert r.groups.dice[k] == approx(Report(c).dice[1])
+
+
+def test_groups_errors(counts):
+    soft = fastseg.counts(TRUTH, np.eye(5)[PRED].astype(np.float32), soft=True, spatial_dims=1)
+    with pytest.raises(ValueError, match="soft counts have none"):
+        Report(soft, groups={"a": [0]})
+    with pytest.raises(ValueError, match="unknown class 'cat'"):
+        report(counts, groups={"a": ["cat"]})
+    with pytest.raises(ValueError, match="out of range"):
+        report(counts, groups={"a": [5]})
+    with pytest.raises(ValueError, match="has no class"):
+        report(counts, groups={"a": []})
+    with pytest.raises(TypeError, match="must be a list of classes"):
+        report(counts, groups={"a": 3})
+
+
+def test_groups_in_dict_table_and_accumulator(counts):
+    r = report(counts, groups=GROUPS)
+    d = r.to_dict()
+    assert [g["name"] for g in d["groups"]] == ["a", "b", "c", "d"]
+    assert d["groups"][2] == {"index": 2, "name": "c", "classes": [1, 2, 3], "iou": 0.5,
+                              "dice": 6 / 9, "precision": 0.6, "recall": 0.75, "support": 4,
+                              "predicted": 5}  # fmt: skip
+    assert d["groups"][3]["iou"] is None
+    assert d["group_summary"]["miou"] == approx(1.3 / 3)
+    assert report(counts).to_dict()["groups"] is None
+    text = str(r)
+    assert "groups (from the summed confusion matrix): mIoU 0.4333" in text
+    assert any(line.startswith("2  c ") and "1,2,3" in line for line in text.splitlines())
+    acc = fastseg.Accumulator(5, class_names=NAMES, groups=GROUPS, spatial_dims=1)
+    acc.update(TRUTH, PRED)
+    assert acc.compute().groups.tp.tolist() == [8, 0, 3, 0]
+    assert acc.compute(groups={"x": [0]}).groups.names == ("x",)
+
+
+# ------------------------------------------------------------- per-case (nnU-Net) layout
+
+# Per image (default policy), with P = 5 pixels per image, TN = P - TP - FP - FN:
+#   A: class 0 TP 1 FP 0 FN 1 TN 3 (IoU 1/2, Dice 2/3); class 1 TP 2 FP 1 FN 1 TN 1
+#      (IoU 2/4, Dice 4/6); class 2 empty (NaN, TN 5); class 3 TP 0 FP 1 (IoU 0); 4 empty
+#   B: class 0 TP 3 FP 1 FN 1 TN 0 (IoU 3/5, Dice 6/8); class 1 FP 1 (0); class 2 FN 1 (0);
+#      classes 3, 4 empty
+
+
+def test_per_case_by_hand(counts):
+    d = report(counts).per_case()
+    assert [c["id"] for c in d["metric_per_case"]] == IDS
+    a, b = (c["metrics"] for c in d["metric_per_case"])
+    assert list(a) == ["0", "1", "2", "3", "4"]
+    assert list(a["0"]) == ["Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref"]
+    assert a["0"] == {"Dice": 2 / 3, "IoU": 0.5, "FP": 0, "TP": 1, "FN": 1, "TN": 3,
+                      "n_pred": 1, "n_ref": 2}  # fmt: skip
+    assert a["1"] == {"Dice": 4 / 6, "IoU": 0.5, "FP": 1, "TP": 2, "FN": 1, "TN": 1,
+                      "n_pred": 3, "n_ref": 3}  # fmt: skip
+    assert math.isnan(a["2"]["Dice"])
+    assert a["2"]["TN"] == 5
+    assert (a["3"]["IoU"], a["3"]["FP"], a["3"]["TN"]) == (0, 1, 4)
+    assert b["0"] == {"Dice": 6 / 8, "IoU": 3 / 5, "FP": 1, "TP": 3, "FN": 1, "TN": 0,
+                      "n_pred": 4, "n_ref": 4}  # fmt: skip
+    assert (b["2"]["Dice"], b["2"]["FN"], b["2"]["TN"]) == (0, 1, 4)
+    assert all(isinstance(v, int) for v in (a["0"]["TP"], b["3"]["TN"]))
+    mean = d["mean"]
+    assert mean["0"]["Dice"] == approx((2 / 3 + 3 / 4) / 2)  # np.nanmean over the images
+    assert mean["1"]["Dice"] == approx(1 / 3)
+    assert mean["2"]["Dice"] == 0
+    assert mean["3"]["Dice"] == 0
+    assert math.isnan(mean["4"]["Dice"])
+    assert mean["0"]["FP"] == 0.5
+    assert mean["2"]["TN"] == 4.5
+    # nnU-Net's foreground mean: np.mean over the classes but 0, so class 4 makes it NaN
+    assert math.isnan(d["foreground_mean"]["Dice"])
+    assert d["foreground_mean"]["FP"] == approx((1 + 0.5 + 0 + 0) / 4)
+    fg = report(counts, exclude=[4]).per_case()["foreground_mean"]
+    assert fg["Dice"] == approx((1 / 3 + 0 + 0) / 3)
+    assert d["class_names"] == dict(zip("01234", NAMES, strict=True))
+    assert d["format"] == "fastseg.per_case"
+    assert d["complete"] is True
+
+
+def test_per_case_needs_images(counts):
+    with pytest.raises(ValueError, match="per-case layout needs per-image counts"):
+        Report(counts.total(), per_image=False).per_case()
+
+
+# ------------------------------------------------------------- the Cityscapes layout
+
+
+def test_cityscapes_layout_generic(counts):
+    r = report(counts, groups={"things": ["car", "tree"], "stuff": [0, 1]})
+    d = r.cityscapes()
+    assert set(d) == {"confMatrix", "priors", "labels", "classScores", "classInstScores",
+                      "categoryScores", "categoryInstScores", "averageScoreClasses",
+                      "averageScoreInstClasses", "averageScoreCategories",
+                      "averageScoreInstCategories"}  # fmt: skip
+    assert d["labels"] == {name: k for k, name in enumerate(NAMES)}
+    assert d["confMatrix"] == counts.confusion.tolist()
+    assert d["priors"] == approx(dict(zip(NAMES, [0.6, 0.3, 0.1, 0, 0], strict=True)))
+    assert d["classScores"] == approx(dict(zip(NAMES, [4 / 7, 2 / 5, 0, 0, nan], strict=True)))
+    assert d["averageScoreClasses"] == approx((4 / 7 + 2 / 5) / 4)
+    # things {2, 3}: tp 0, pred 1, true 1 -> 0; stuff {0, 1}: 8 / 10
+    assert d["categoryScores"] == approx({"things": 0.0, "stuff": 0.8})
+    assert d["averageScoreCategories"] == approx(0.4)
+    assert all(math.isnan(v) for v in d["classInstScores"].values())
+    assert math.isnan(d["averageScoreInstCategories"])
+    with pytest.raises(ValueError, match="hard counts"):
+        Report(fastseg.counts(TRUTH, np.eye(5)[PRED], soft=True, spatial_dims=1)).cityscapes()
+
+
+def test_cityscapes_layout_in_label_ids():
+    from fastseg.dataset_presets import dataset_preset
+
+    p = dataset_preset("cityscapes")
+    rng = np.random.default_rng(8)
+    truth = rng.integers(0, 19, (2, 8, 8))
+    truth[0, 0] = 255
+    pred = rng.integers(0, 19, truth.shape)
+    r = Report(fastseg.counts(truth, pred, num_classes=19, ignore_index=255),
+               class_names=p.class_names)  # fmt: skip
+    d = r.cityscapes()
+    assert len(d["classScores"]) == 34
+    assert len(d["categoryScores"]) == 8
+    assert d["labels"]["road"] == 7
+    assert d["labels"]["unlabeled"] == 0
+    assert d["classScores"]["road"] == approx(r.iou[0])
+    assert math.isnan(d["classScores"]["parking"])
+    assert math.isnan(d["categoryScores"]["void"])
+    assert math.isnan(d["priors"]["unlabeled"])
+    matrix = np.array(d["confMatrix"])
+    assert matrix.shape == (34, 34)
+    assert matrix[7, 7] == r.confusion_matrix[0, 0]
+    assert matrix.sum() == r.confusion_matrix.sum()
+    assert d["priors"]["road"] == approx(r.support[0] / (r.pixels + r.ignored))
+    assert d["averageScoreClasses"] == approx(r.miou)
+
+
+# ------------------------------------------------------------- files: round trips
+
+
+def _nan_text(obj):
+    return json.dumps(obj, sort_keys=True)
+
+
+def test_json_layouts_round_trip(counts, tmp_path):
+    r = report(counts, groups=GROUPS)
+    strict = json.loads(r.to_json(tmp_path / "r.json").read_text())
+    assert strict == r.to_dict()
+    for layout, made in (("per-case", r.per_case()), ("cityscapes", r.cityscapes())):
+        text = r.to_json(tmp_path / f"{layout}.json", layout).read_text()
+        assert "NaN" in text  # as nnU-Net and the Cityscapes evaluator write it
+        assert _nan_text(json.loads(text)) == _nan_text(made)
+    assert r.to_json(tmp_path / "c.json", "cityscapes").read_text().startswith(
+        '{\n    "averageScoreCategories"')  # keys sorted, indent 4: the official writer's
+    with pytest.raises(ValueError, match="layout must be one of"):
+        r.to_json(tmp_path / "x.json", "xml")
+
+
+def test_csv_summary_and_group_rows_round_trip(counts, tmp_path):
+    r = report(counts, exclude=[0], groups=GROUPS)
+    with r.to_csv(tmp_path / "r.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    kinds = [row["kind"] for row in rows]
+    assert kinds == ["class"] * 5 + ["group"] * 4 + ["summary"] * 5 + ["group_summary"] * 4
+
+    def number(text):
+        return nan if text == "" else float(text)
+
+    classes = [row for row in rows if row["kind"] == "class"]
+    for row, expected in zip(classes, r.class_rows(), strict=True):
+        assert row["name"] == expected["name"]
+        assert row["excluded"] == str(expected["excluded"])
+        for col in ("iou", "dice", "precision", "recall", "support", "predicted"):
+            assert number(row[col]) == approx(expected[col])
+        assert row["value"] == row["classes"] == ""
+    groups = [row for row in rows if row["kind"] == "group"]
+    assert [row["classes"] for row in groups] == ["0 1", "2 3", "1 2 3", "4"]
+    for row, expected in zip(groups, r.groups.rows(), strict=True):
+        assert int(row["index"]) == expected["index"]
+        assert row["name"] == expected["name"]
+        for col in ("iou", "dice", "precision", "recall", "support", "predicted"):
+            assert number(row[col]) == approx(expected[col])
+    summary = {row["name"]: number(row["value"]) for row in rows if row["kind"] == "summary"}
+    assert summary == approx(r.summary)
+    group_summary = {row["name"]: number(row["value"]) for row in rows
+                     if row["kind"] == "group_summary"}  # fmt: skip
+    assert group_summary == approx(r.groups.summary)
+    plain = report(counts).to_csv(tmp_path / "p.csv").read_text().splitlines()
+    assert len(plain) == 1 + 5 + 5  # header, classes, summaries (no group rows)

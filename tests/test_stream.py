@@ -407,3 +407,21 @@ def test_updates_and_merges_place_rows_after_the_images_so_far():
     acc.add_counts(moved)  # whatever image its rows started at: appended
     assert acc.counts == fastseg.counts(truth, scores, ignore_index=255)
     assert acc.counts.first_image == 0
+
+
+def test_pending_confusion_matrices_are_folded_so_memory_does_not_grow_with_updates():
+    n = 1500  # one confusion matrix is 18 MB, above PENDING_BYTES
+    rng = np.random.default_rng(5)
+    acc = Accumulator(n)
+    truths, preds = [], []
+    for _ in range(5):
+        t = rng.integers(0, n, (1, 8, 8))
+        p = rng.integers(0, n, (1, 8, 8))
+        truths.append(t)
+        preds.append(p)
+        acc.update(t, p)
+        assert len(acc._parts) <= 2
+    t, p = np.concatenate(truths), np.concatenate(preds)
+    expected = np.bincount(t.ravel() * n + p.ravel(), minlength=n * n).reshape(n, n)
+    np.testing.assert_array_equal(acc.counts.confusion, expected)
+    assert acc.counts.tp.shape == (5, n)
