@@ -104,11 +104,9 @@ def _open_side(
             )
         files = list_files(x, name, suffix)
         return _Side(name, files.description, files=files)
-    if suffix is not None:
-        raise ValueError(
-            f"{name}_suffix={suffix!r} pairs files by name, but {name} is not a folder, glob "
-            "or list of files"
-        )
+    if suffix is not None:  # e.g. a data-set preset's suffix, with Zarr on this side
+        log.warning("%s_suffix=%r ignored: %s is not a folder, glob or list of files "
+                    "(its images pair with the files by position)", name, suffix, name)  # fmt: skip
     source = open_source(x, name, array_path, storage_options)
     return _Side(name, source.description, source=source)
 

@@ -8,8 +8,9 @@ Cityscapes-like (``cityscapes OUT``)::
     OUT/results/<city>_<seq>_<frame>_leftImg8bit.png                   prediction, uint8
 
 Predictions are flat (the official evaluator finds them by name anywhere under its
-results folder); truth is in city sub-folders. 34 label ids, 2048 x 1024 by default
-(``--size H W``; ``--ragged`` varies the size from image to image).
+results folder); truth is in city sub-folders. 34 label ids in the truth, the 19
+evaluated ones in the predictions (``--all-ids`` keeps void ids there too), 2048 x 1024
+by default (``--size H W``; ``--ragged`` varies the size from image to image).
 
 nnU-Net-like (``nnunet OUT``)::
 
@@ -27,7 +28,7 @@ The images are ``fastseg.synth.labels(spec, i)``: truth shapes and the predictio
 around them with realistic errors; the same seed gives the same files.
 
 Usage: python scripts/make_folders.py cityscapes OUT [--images 100] [--size 1024 2048]
-       [--ragged] [--instances] [--color] [--cities 3] [--workers N] [--seed 0]
+       [--ragged] [--instances] [--color] [--cities 3] [--all-ids] [--workers N] [--seed 0]
        python scripts/make_folders.py nnunet OUT [--cases 10] [--size 64 128 128]
        [--classes 4] [--probabilities] [--workers N] [--seed 0]
 """
@@ -47,8 +48,10 @@ import numpy as np
 
 from fastseg import synth
 
-#: Cityscapes label ids 0..33 (ids 0-6 are void), and those with instances (24-33).
+#: Cityscapes label ids 0..33, those evaluated (the 19 with a trainId), and those with
+#: instances (24-33).
 CITYSCAPES_IDS = 34
+EVALUATED_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
 INSTANCE_IDS = range(24, 34)
 CITIES = ("frankfurt", "lindau", "munster", "aachen", "bochum")
 
@@ -81,6 +84,13 @@ def _instances(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Label id -> itself when evaluated, else an evaluated id (for predictions).
+_EVALUATED_LUT = np.array(
+    [i if i in EVALUATED_IDS else EVALUATED_IDS[i % len(EVALUATED_IDS)] for i in range(256)],
+    np.uint8,
+)
+
+
 def _colour(labels: np.ndarray) -> np.ndarray:
     palette = np.random.default_rng(7).integers(0, 256, (256, 3), dtype=np.uint8)
     return palette[labels]
@@ -95,10 +105,15 @@ def write_cityscapes(
     instances: bool = False,
     color: bool = False,
     cities: int = 3,
+    evaluated_only: bool = True,
     seed: int = 0,
     workers: int | None = None,
 ) -> list[str]:
-    """Write a Cityscapes-like folder (see the module); return the image names (ids)."""
+    """Write a Cityscapes-like folder (see the module); return the image names (ids).
+
+    With `evaluated_only` the predictions hold only the 19 evaluated label ids (a void
+    id predicted by the generator becomes an evaluated one); the truth keeps every id.
+    """
     from PIL import Image
 
     out = Path(out)
@@ -114,6 +129,8 @@ def write_cityscapes(
     def one(i: int) -> None:
         spec = synth.make_spec(sizes[i], CITYSCAPES_IDS, ignore_index=None, seed=seed)
         true, guess = synth.labels(spec, i)
+        if evaluated_only:  # a model trained on the 19 classes predicts only their ids
+            guess = _EVALUATED_LUT[guess]
         city, name = names[i]
         gt = out / "gtFine" / "val" / city
         Image.fromarray(true).save(gt / f"{name}_gtFine_labelIds.png")
@@ -184,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cs.add_argument("--instances", action="store_true", help="also *_gtFine_instanceIds.png")
     cs.add_argument("--color", action="store_true", help="also *_gtFine_color.png (RGB)")
     cs.add_argument("--cities", type=int, default=3)
+    cs.add_argument("--all-ids", action="store_true", help="void ids in predictions too")
     nn = sub.add_parser("nnunet", help="NIfTI volumes with spacing, identical names")
     nn.add_argument("out", type=Path)
     nn.add_argument("--cases", type=int, default=10)
@@ -199,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.kind == "cityscapes":
         names = write_cityscapes(args.out, args.images, args.size, ragged=args.ragged,
                                  instances=args.instances, color=args.color,
-                                 cities=args.cities, seed=args.seed,
+                                 cities=args.cities, evaluated_only=not args.all_ids,
+                                 seed=args.seed,
                                  workers=args.workers)  # fmt: skip
     else:
         names = write_nnunet(args.out, args.cases, args.size, classes=args.classes,

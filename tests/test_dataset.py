@@ -284,6 +284,7 @@ _KILLER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     truth, scores = _data(13, b=8)
     path = _store(tmp_path / "ds.zarr", truth, scores, pred_chunks=(1, 12, 20, N),
@@ -352,6 +353,7 @@ def cluster():
         yield client
 
 
+@pytest.mark.slow
 def test_local_cluster_gives_bit_identical_counts(cluster, tmp_path):
     truth, scores = _data(16, b=8)
     path = _store(tmp_path / "ds.zarr", truth, scores, pred_chunks=(1, 12, 20, N),
@@ -363,6 +365,7 @@ def test_local_cluster_gives_bit_identical_counts(cluster, tmp_path):
     np.testing.assert_array_equal(merged.confusion, expected.confusion)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_is_retried(cluster, tmp_path):
     truth, scores = _data(17, b=16)
 
@@ -427,6 +430,7 @@ def test_evaluate_with_skipped_blocks_reports_incomplete(tmp_path):
     np.testing.assert_array_equal(report.counts.true[2:4], 0)
 
 
+@pytest.mark.slow
 def test_evaluate_takes_a_scheduler_address(cluster, tmp_path):
     truth, scores = _data(21, b=4)
     path = _store(tmp_path / "ds.zarr", truth, scores, pred_chunks=(1, 24, 20, N),
@@ -626,6 +630,7 @@ def test_a_terminal_gets_a_live_bar_and_plain_lines_without_tqdm(monkeypatch):
     assert screen.getvalue() == "fastseg: 10/10 blocks (100%), 0s elapsed\n"
 
 
+@pytest.mark.slow
 def test_progress_under_a_distributed_scheduler_is_plain_and_exact(cluster, monkeypatch, capsys):
     import fastseg.progress
 

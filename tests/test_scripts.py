@@ -16,6 +16,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_local_cluster_evaluation_matches_threads():
     pytest.importorskip("distributed")
     run = _run(str(SCRIPTS / "local_cluster_evaluate.py"), "--images", "4")
