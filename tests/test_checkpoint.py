@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import DAMAGES, DATA
+from damaged_files import DAMAGES, DATA
 
 from fastseg.checkpoint import (
     FORMAT_VERSION,

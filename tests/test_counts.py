@@ -10,7 +10,7 @@ import re
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import DAMAGES, DATA, golden_counts
+from damaged_files import DAMAGES, DATA, golden_counts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -277,7 +277,7 @@ def test_gpu_tensor_is_refused_with_advice():
 
 # ------------------------------------------------- files: golden v1, damage, dtypes
 
-from conftest import DAMAGES, DATA, golden_counts  # noqa: E402
+from damaged_files import DAMAGES, DATA, golden_counts  # noqa: E402
 
 
 def test_golden_version_1_accumulators_still_load(tmp_path):
