@@ -82,9 +82,10 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "evaluate",
-        help="score predictions stored in Zarr against truth",
-        description="Score a model's predictions (scores or label maps in Zarr, v2 or v3) "
-        "against the truth, chunk by chunk, in bounded memory.",
+        help="score predictions (Zarr stores or folders of files) against truth",
+        description="Score a model's predictions (scores or label maps in Zarr, v2 or v3, "
+        "or folders of PNG, TIFF, NIfTI, .npy or .npz files) against the truth, chunk by "
+        "chunk or file by file, in bounded memory.",
         epilog=EVALUATE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
