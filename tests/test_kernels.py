@@ -671,3 +671,53 @@ def test_shared_kernel_one_class_threshold():
     out = outputs(1, 1)
     kernel(channels_first(pred), channels_first(truth), 1, True, 0, *out, threads())
     check(out, [[0]], [[1]], [[0]], [[0]], {kernels.IGNORED: 4})
+
+
+# --------------------------------------------------------------------------------------
+# Numba options live in kernels.py, whose timestamp keys Numba's cache: an edit of an
+# option invalidates the cached machine code.
+# --------------------------------------------------------------------------------------
+
+_PROBE = '''
+
+@njit(**HELPER)
+def _option_probe(a, b):
+    return a // b
+'''
+
+_RUN_PROBE = """
+import kernels
+try:
+    print(kernels._option_probe(7, 0))
+except ZeroDivisionError:
+    print("ZeroDivisionError")
+print(kernels._option_probe.stats.cache_hits[kernels._option_probe.signatures[0]])
+"""
+
+
+def test_an_edited_numba_option_takes_effect(tmp_path):
+    """A copy of kernels.py with a probe compiled under HELPER (integer division by 0):
+    NumPy's error model gives 0 (and a second process loads it from the cache); with the
+    option edited to Python's, the next process raises: the cache did not keep the old
+    machine code."""
+    source = Path(kernels.__file__).read_text()
+    assert 'from fastseg' not in source  # every option is in the file itself
+    copy = tmp_path / "kernels.py"
+    copy.write_text(source + _PROBE)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_DISABLE_JIT", None)
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", _RUN_PROBE], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.split()
+
+    assert run() == ["0", "0"]  # compiled
+    assert run() == ["0", "1"]  # loaded from the cache
+    edited = source.replace('"error_model": "numpy"', '"error_model": "python"', 1)
+    assert edited != source
+    copy.write_text(edited + _PROBE)
+    stat = copy.stat()
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # an edit a second later
+    assert run() == ["ZeroDivisionError", "0"]
