@@ -312,12 +312,15 @@ def _input_pairs(soft: bool) -> list[tuple[tuple[int, str], tuple[int, str]]]:
     ]
 
 
-_CLASSES_TYPE = typeof(Classes(0, False, 0))
+# Numba types built directly (numba.typeof on arrays would import numpy.ma at import).
+_CLASSES_TYPE = types.NamedTuple((types.int64, types.boolean, types.int64), Classes)
 _STATS_TYPE = _array_type("int64", 1, readonly=False)
 _OUTPUT_TYPES = {
-    False: typeof(HardCounts(*[np.zeros((1, 1), np.int64)] * 4)),
-    True: typeof(SoftSums(*[np.zeros((1, 1), np.float64)] * 3)),
+    False: types.NamedUniTuple(_array_type("int64", 2, readonly=False), 4, HardCounts),
+    True: types.NamedUniTuple(_array_type("float64", 2, readonly=False), 3, SoftSums),
 }
+_INPUT_TYPES = {(nd, d): _array_type(d, nd) for nd in (2, 3, 4)
+                for d in {*LABEL_DTYPES, *SCORE_DTYPES, *SOFT_SCORE_DTYPES}}  # fmt: skip
 
 #: Kernel name -> every argument type tuple it may be compiled for: ``(pred, true,
 #: Classes, HardCounts or SoftSums, stats, n_threads)`` with `pred` and `true` from
@@ -325,8 +328,8 @@ _OUTPUT_TYPES = {
 SIGNATURES: dict[str, frozenset[tuple[Any, ...]]] = {
     name: frozenset(
         (
-            _array_type(p[1], p[0]),
-            _array_type(t[1], t[0]),
+            _INPUT_TYPES[p],
+            _INPUT_TYPES[t],
             _CLASSES_TYPE,
             _OUTPUT_TYPES[soft],
             _STATS_TYPE,
