@@ -35,30 +35,31 @@ def count_prepared(
         NaN, or (`check_range`) soft values lie outside [0, 1]; nothing is returned in
         that case. Also when N is too large (:func:`check_num_classes`).
     """
-    n, b = prep.num_classes, prep.n_images
-    check_num_classes(n, soft=soft)
+    num_classes, n_images = prep.num_classes, prep.n_images
+    check_num_classes(num_classes, soft=soft)
     if check_range is None:
         check_range = not prep.post
     dtype = np.float64 if soft else np.int64
-    tp = np.zeros((b, n), dtype)
-    pred = np.zeros((b, n), dtype)
-    true = np.zeros((b, n), dtype)
-    confusion = None if soft else np.zeros((n, n), np.int64)
+    tp = np.zeros((n_images, num_classes), dtype)
+    pred = np.zeros((n_images, num_classes), dtype)
+    true = np.zeros((n_images, num_classes), dtype)
+    confusion = None if soft else np.zeros((num_classes, num_classes), np.int64)
     stats = np.zeros(kernels.N_STATS, np.int64)
-    has_ignore = prep.ignore_index is not None
-    ignore = prep.ignore_index if has_ignore else 0
+    ignore = prep.ignore_index
+    classes = kernels.Classes(num_classes, ignore is not None, 0 if ignore is None else ignore)
     threads = numba.get_num_threads()
     # Per-thread tables, or one shared table when those would not fit the memory budget.
-    hard_counts = kernels.hard_kernel(n, threads)
+    hard_counts = kernels.hard_kernel(num_classes, threads)
     for b0, p, t in prep.slabs():
         rows = slice(b0, b0 + p.shape[0])
         if soft:
-            kernels.soft_sums(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
-                              stats, threads)  # fmt: skip
+            sums = kernels.SoftSums(tp[rows], pred[rows], true[rows])
+            kernels.soft_sums(p, t, classes, sums, stats, threads)
         else:
-            hard_counts(p, t, n, has_ignore, ignore, tp[rows], pred[rows], true[rows],
-                        confusion, stats, threads)  # fmt: skip
-    check_stats(stats, n, prep.ignore_index, (prep.true_dtype, prep.pred_dtype),
+            assert confusion is not None
+            counts = kernels.HardCounts(tp[rows], pred[rows], true[rows], confusion)
+            hard_counts(p, t, classes, counts, stats, threads)
+    check_stats(stats, num_classes, prep.ignore_index, (prep.true_dtype, prep.pred_dtype),
                 soft_range=check_range)  # fmt: skip
     return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]))
 

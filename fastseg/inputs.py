@@ -61,6 +61,8 @@ from fastseg.labelmaps import (
 #: Largest slab converted at once when an input must be converted (byte order, dtypes
 #: the kernels do not read directly): bounds the extra memory.
 SLAB_BYTES = 8 * 2**20
+#: Item size a slab is budgeted at once converted: the widest dtype the kernels read.
+CONVERTED_ITEMSIZE = 8
 
 
 @dataclass(frozen=True)
@@ -115,13 +117,21 @@ class Prepared:
         """Yield ``(first_image, pred, true)`` kernel inputs covering the batch.
 
         One slab (the views themselves) unless an input needs converting; then slabs of
-        whole images of at most :data:`SLAB_BYTES` (at least one image).
+        whole images whose converted inputs take at most :data:`SLAB_BYTES` (at least one
+        image). Every slab is in a form the kernels are compiled for
+        (:data:`fastseg.kernels.SIGNATURES`): C-contiguous, aligned, native byte order,
+        one of their dtypes.
         """
         if self.pred_convert is None and self.true_convert is None:
             yield 0, self.pred, self.true
             return
-        per_image = max(self.pred[0].nbytes + self.true[0].nbytes, 1)
-        step = max(1, SLAB_BYTES // per_image)
+        # Bytes of one converted image, counted at the widest dtype a converter makes
+        # (8 bytes), so that a converted slab stays within SLAB_BYTES.
+        inputs = ((self.pred, self.pred_convert), (self.true, self.true_convert))
+        per_image = sum(
+            math.prod(view.shape[1:]) * CONVERTED_ITEMSIZE for view, convert in inputs if convert
+        )
+        step = max(1, SLAB_BYTES // max(per_image, 1))
         for b0 in range(0, self.n_images, step):
             p = self.pred[b0 : b0 + step]
             t = self.true[b0 : b0 + step]
@@ -177,6 +187,10 @@ def as_array(x: Any, name: str) -> np.ndarray:
             f"{name} has dtype {arr.dtype}; fastseg needs a numeric array "
             f"(float16/32/64 scores, integer label maps or one-hot masks)"
         )
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; fastseg reads float16/32/64 scores: cast it to float64"
+        )
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
     return arr
@@ -201,8 +215,84 @@ def _check_ignore(ignore_index: int | None) -> int | None:
     return int(ignore_index)
 
 
-def _native(arr: np.ndarray) -> np.ndarray:
-    return arr.astype(arr.dtype.newbyteorder("="), copy=False)
+# How each input dtype reaches the kernels, which are compiled for a few forms only
+# (fastseg.kernels.SIGNATURES: C-contiguous, aligned, native byte order, one of a few
+# dtypes). An input is read as a pair (storage, read): when it is not already a
+# C-contiguous, aligned array of dtype `storage`, it is copied slab by slab into one, and
+# the kernel reads that viewed as `read` (same item size).
+
+
+def _label_dtypes(dt: np.dtype) -> tuple[np.dtype, np.dtype]:
+    """(storage, read) of a label map of dtype `dt` (kernels.LABEL_DTYPES)."""
+    kind, size = dt.kind, dt.itemsize
+    if kind == "b":
+        return np.dtype(np.bool_), np.dtype(np.uint8)
+    if kind == "u" and size == 8:
+        # Read as int64: values >= 2**63 turn negative and are reported as out of range,
+        # as they are (check_stats shows the value itself).
+        return np.dtype(np.uint64), np.dtype(np.int64)
+    if (kind, size) in (("u", 1), ("u", 2), ("i", 4), ("i", 8)):
+        native = dt.newbyteorder("=")
+        return native, native
+    # int8 / int16 -> int32, uint32 -> int64: the values themselves (a negative label
+    # stays negative, so it is reported, or matched to a negative ignore index).
+    wide = np.dtype(np.int32 if size < 4 else np.int64)
+    return wide, wide
+
+
+def _score_dtypes(dt: np.dtype, soft: bool) -> tuple[np.dtype, np.dtype] | None:
+    """(storage, read) of scores of dtype `dt` (kernels.SCORE_DTYPES / SOFT_SCORE_DTYPES).
+
+    None for uint64 scores of hard counts: they are converted with the top bit flipped.
+    """
+    kind, size = dt.kind, dt.itemsize
+    if kind == "b":
+        return np.dtype(np.bool_), np.dtype(np.uint8)
+    if kind == "f" and size == 2:
+        # Hard counts read float16 as its bits (ordered as integers); soft sums need values.
+        if soft:
+            return np.dtype(np.float32), np.dtype(np.float32)
+        return np.dtype(np.float16), np.dtype(np.uint16)
+    if kind == "u" and size == 8:
+        # Soft sums read every value as float64: converting first gives the same float64.
+        return (np.dtype(np.float64),) * 2 if soft else None
+    if (kind, size) in (("f", 4), ("f", 8), ("u", 1), ("i", 4), ("i", 8)):
+        native = dt.newbyteorder("=")
+        return native, native
+    # int8 / int16 / uint16 (uint16 would read as float16 bits) -> int32, uint32 -> int64.
+    wide = np.dtype(np.int32 if size <= 2 else np.int64)
+    return wide, wide
+
+
+def _kernel_view(
+    arr: np.ndarray,
+    view: np.ndarray | None,
+    shape: tuple[int, ...],
+    storage: np.dtype,
+    read: np.dtype,
+) -> tuple[np.ndarray, Callable | None]:
+    """The kernel view of `arr` and its converter: (view, None) or (input, converter).
+
+    (view, None) when `view` (`arr` reshaped to `shape`) is already in a form the kernels
+    are compiled for; else the input and the converter that copies a slab into one.
+    """
+    if (view is not None and view.dtype == storage and view.flags.c_contiguous
+            and view.flags.aligned):  # fmt: skip
+        return view.view(read), None
+
+    def convert(slab: np.ndarray) -> np.ndarray:
+        out = np.require(slab, storage, ("C_CONTIGUOUS", "ALIGNED"))
+        return out.reshape((out.shape[0], *shape[1:])).view(read)
+
+    return (arr if view is None else view), convert
+
+
+def _flat_view(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """`arr` reshaped to `shape` without a copy, or None where no view exists."""
+    try:
+        return arr.reshape(shape, copy=False)
+    except ValueError:
+        return None  # not viewable in that layout (e.g. a strided slice): convert per slab
 
 
 def _score_view(arr: np.ndarray, axis: int, soft: bool) -> tuple[np.ndarray, Callable | None]:
@@ -212,20 +302,9 @@ def _score_view(arr: np.ndarray, axis: int, soft: bool) -> tuple[np.ndarray, Cal
     outer = math.prod(shape[1:axis])
     inner = math.prod(shape[axis + 1 :])
     new_shape = (shape[0], outer, n) if inner == 1 else (shape[0], outer, n, inner)
-    try:
-        view = arr.reshape(new_shape, copy=False)
-    except ValueError:
-        view = None  # not viewable in that layout (e.g. a strided slice): convert per slab
-
-    dt = arr.dtype
-    native = dt.isnative or dt.itemsize == 1
-    target: np.dtype | None = None
-    if dt.kind == "f" and dt.itemsize == 2:
-        # Hard metrics read float16 as its bits; soft sums need values.
-        target = np.dtype(np.float32) if soft else None
-    elif dt.kind == "u" and dt.itemsize == 2:
-        target = np.dtype(np.int32)  # kernels read uint16 as float16 bits
-    elif dt.kind == "u" and dt.itemsize == 8:
+    view = _flat_view(arr, new_shape)
+    dtypes = _score_dtypes(arr.dtype, soft)
+    if dtypes is None:
         # Exact: the top bit flipped maps uint64 onto int64 in the same order (a float64
         # conversion would merge scores above 2**53).
         flip = _exact_uint64(arr)
@@ -234,53 +313,30 @@ def _score_view(arr: np.ndarray, axis: int, soft: bool) -> tuple[np.ndarray, Cal
             return flip(slab).reshape((slab.shape[0], *new_shape[1:]))
 
         return (arr if view is None else view), convert_u64
-    elif dt.kind == "b":
-        target = None
-    if target is None and (not native or view is None):
-        target = dt.newbyteorder("=")
-
-    def finish(v: np.ndarray) -> np.ndarray:
-        if v.dtype.kind == "b":
-            return v.view(np.uint8)
-        if v.dtype.kind == "f" and v.dtype.itemsize == 2:
-            return v.view(np.uint16)
-        return v
-
-    if target is None:
-        assert view is not None
-        return finish(view), None
-
-    def convert(slab: np.ndarray) -> np.ndarray:
-        out = np.ascontiguousarray(slab, dtype=target)
-        return finish(out.reshape((out.shape[0], *new_shape[1:])))
-
-    return (arr if view is None else view), convert
+    return _kernel_view(arr, view, new_shape, *dtypes)
 
 
 def _label_view(arr: np.ndarray) -> tuple[np.ndarray, Callable | None]:
     shape = (arr.shape[0], math.prod(arr.shape[1:]))
-    dt = arr.dtype
-    try:
-        view = arr.reshape(shape, copy=False)
-    except ValueError:
-        view = None
-    if (dt.isnative or dt.itemsize == 1) and view is not None:
-        if dt.kind == "b":
-            return view.view(np.uint8), None
-        if dt.kind == "u" and dt.itemsize == 8:
-            # Values >= 2**63 turn negative and are reported as out of range, as they are.
-            return view.view(np.int64), None
-        return view, None
-    target = np.dtype(np.int64) if dt.kind == "u" and dt.itemsize == 8 else _native(
-        np.empty(0, dt)).dtype  # fmt: skip
-    if dt.kind == "b":
-        target = np.dtype(np.uint8)
+    return _kernel_view(arr, _flat_view(arr, shape), shape, *_label_dtypes(arr.dtype))
 
-    def convert(slab: np.ndarray) -> np.ndarray:
-        out = np.ascontiguousarray(slab, dtype=target)
-        return out.reshape(out.shape[0], -1)
 
-    return (arr if view is None else view), convert
+def _memory_class_axis(arrays: list[np.ndarray], axis: int) -> int:
+    """The class axis to read score arrays along: `axis`, or where it lies in memory.
+
+    When the arrays are not C-contiguous as given but are once their class axis is moved
+    to position k (channels-last data viewed as channels-first, or the reverse, as
+    PyTorch's ``channels_last`` memory format and ``permute`` make), they are read along
+    k: moving the class axis keeps the order of the pixels, so the counts are the same,
+    and the kernels read the memory as it lies instead of a copy.
+    """
+    if all(a.flags.c_contiguous for a in arrays):
+        return axis
+    ndim = arrays[0].ndim
+    for k in (ndim - 1, *range(1, ndim - 1)):
+        if all(np.moveaxis(a, axis, k).flags.c_contiguous for a in arrays):
+            return k
+    return axis
 
 
 def _check_threshold(threshold: float | None) -> float | None:
@@ -718,6 +774,11 @@ def prepare(
                 f"integers; got {arr.dtype}"
             )
 
+    read_axis = axis
+    if axis is not None and not binary:
+        score_arrays = [a for a, k in ((pred, pred_kind), (true, true_kind)) if k == "scores"]
+        read_axis = _memory_class_axis(score_arrays, axis)
+
     def view(arr: np.ndarray, kind: str, name: str) -> tuple[np.ndarray, Callable | None]:
         if kind == "labels":
             return _label_view(arr)
@@ -725,7 +786,8 @@ def prepare(
             assert threshold is not None
             return _threshold_view(arr, None if kind == "map" else axis, threshold, name)
         assert axis is not None
-        return _score_view(arr, axis, soft)
+        assert read_axis is not None
+        return _score_view(np.moveaxis(arr, axis, read_axis), read_axis, soft)
 
     true_lut, pred_lut = _lookups(options, true, pred, true_kind, pred_kind, n, ignore)
     pred_view, pred_convert = (_mapped_view(pred, pred_lut) if pred_lut is not None

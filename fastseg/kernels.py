@@ -33,17 +33,122 @@ disjoint range of truth rows and prediction columns (see :func:`thread_tables_fi
 
 Kernels add into the count arrays the caller allocated (and zeroed), so one kernel
 serves a one-shot call, an accumulator update and a Dask chunk.
+
+What the kernels are compiled for
+---------------------------------
+Numba compiles a kernel once per combination of argument types, and an array's type
+includes its layout (C / F / any), whether it is writable, its alignment and dtype. The
+kernels are compiled for one form only: every input array C-contiguous, aligned, in
+native byte order and **readonly** (Zarr / Dask chunks and memory maps arrive readonly; a
+writable array is given as a readonly view of itself, which costs nothing), with a dtype
+from :data:`LABEL_DTYPES` (label maps), :data:`SCORE_DTYPES` (scores, hard counts) or
+:data:`SOFT_SCORE_DTYPES` (scores, soft sums). :data:`SIGNATURES` lists every argument
+type tuple this allows; :func:`hard_counts`, :func:`hard_counts_shared` and
+:func:`soft_sums` refuse anything else (a TypeError, never a new compilation), and
+:mod:`fastseg.inputs` views or converts, slab by slab, every other input onto these
+forms (other layouts, byte orders and dtypes). Compilation stays lazy: a signature is
+compiled (or loaded from the on-disk cache) the first time it is used.
+
+Input kind -> decoder -> fast path -> measured cycles per pixel
+---------------------------------------------------------------
+Figures as measured on the project's machine (2-core AMD EPYC, one thread); the letter
+names the source. "last" is channels-last ``(B, P, N)``, "inside" the class axis inside
+``(B, O, N, I)`` (channels-first is ``O == 1``). No figure is given where none was measured.
+
+=======================  =================  ==============================  ==================
+input kind               decoder            fast path                       cycles per pixel
+=======================  =================  ==============================  ==================
+label map ``(B, P)``     _decode_labels     one pass over a slice (indices  no figure
+                                            non-negative: vectorised)
+last, float32/64,        _decode_last       running argmax per pixel,       N=14: 28, N=21: 33
+N < 32                                      branch-free NaN flag            (a); VOC: ~33 (b)
+last, float32/64,        _decode_last       _argmax_two_pass: largest key,  N=32: 30,
+N >= 32                                     then first class holding it     N=100: 156 (a)
+last, float16 bits,      _decode_half_rows  _argmax_half_rows: four pixels  N=14 / 19: 43 / 41
+1 < N < 32, block                           at once; raw bits when the      on keys, 19 / 17
+without NaN                                 block has no negative score     raw (c); volume
+                                                                            46 -> 34 (b)
+last, float16 bits,      _decode_last       per-pixel argmax on int32       volume: 148 ms vs
+block with a NaN                            keys (_key)                     295 ms (d)
+last, float16 bits,      _decode_last       _argmax_two_pass                ade16: 80 -> 19 ms
+N >= 32                                                                     (a)
+last, integers           _decode_last       running argmax per pixel        no figure
+inside, any dtype        _decode_strided    _argmax_group: 4 classes per    VOC 9.0, ADE 67,
+                                            pass over a run of pixels       ADE16 43 (e);
+                                                                            ADE16 52 -> 40 (f)
+soft sums, any scores    _soft_block        float64 sums pixel by pixel     no figure
+=======================  =================  ==============================  ==================
+
+(a) :func:`_two_pass_from`: random float32 softmax, one pass / two passes at N = 14, 21,
+32, 100 (the faster one is used); float16 in ms. (b) README, Performance: "about 33
+cycles per pixel for VOC"; "one thread: 46 -> 34 cycles per pixel for the volume"
+(float16, 14 classes). (c) :func:`_argmax_half_rows` (one pixel at a time: 61 / 77).
+(d) :func:`_key`: int32 keys against :func:`_sm_key` keys, in ms, not cycles. (e)
+:func:`_argmax_group` (one class per pass: 20.6, 166, 100). (f) :func:`_lane_key`:
+float16 keys on 16-bit lanes against int32 keys.
+
+Names
+-----
+``num_classes``
+    N, the number of classes, everywhere (``Classes.num_classes``).
+``channels``
+    The extent of the class axis of the score array being read (``x.shape[2]``): equal
+    to N for scores; loops over an array's classes are bounded by the array's own extent.
+``n_pix``, ``n_span``
+    Pixels per image; pixels in the span being decoded (``stop - start``).
+``span``, ``classes``, ``scratch``, ``found``, ``mask``
+    The bundles every decoder takes (:class:`Span`, :class:`Classes`, :class:`Scratch`,
+    :class:`Found`, :class:`Mask`); the kernels' outputs travel as :class:`HardCounts` /
+    :class:`SoftSums`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
-from numba import get_thread_id, njit, prange, types
+from numba import from_dtype, get_thread_id, njit, prange, typeof, types
 from numba.extending import overload
 
-from fastseg._jit import HELPER, KERNEL
+# --------------------------------------------------------------------------------------
+# Numba options: the one place that owns them. Every kernel is compiled with KERNEL and
+# every helper it calls with HELPER; nothing else in the package passes options to Numba.
+# They live in this file, beside the functions, because Numba's on-disk cache is keyed by
+# the source file of the function it compiled (its timestamp and size): options imported
+# from another module could be edited without invalidating the cache, and the old
+# machine code would silently stay in use until __pycache__ was deleted.
+# --------------------------------------------------------------------------------------
+
+HELPER: Any = {
+    # Helpers are called from kernels only; they are compiled into the caller, so the
+    # caller's cache entry holds them too.
+    "nogil": True,
+    "cache": True,
+    # Exact counting: a float comparison must not be reordered or assume "no NaN", and the
+    # soft sums must not be reassociated (results must not depend on the thread count).
+    "fastmath": False,
+    # NumPy's error model: no Python exception checks (e.g. for division) in hot loops.
+    "error_model": "numpy",
+    # Indices are computed from the array's own shape; a bounds check per access would
+    # cost ~20 % for nothing.
+    "boundscheck": False,
+}
+
+KERNEL: Any = {
+    **HELPER,
+    # Kernels release the GIL so that Dask's threaded scheduler (or any thread pool) can
+    # run several of them at once.
+    "nogil": True,
+    # Kernels split work over images or pixel blocks with `prange`; each thread writes only
+    # into buffers it owns, so results are identical for any thread count.
+    "parallel": True,
+    # The on-disk cache makes the second process start in well under a second instead of
+    # recompiling (scripts/compile_time.py: 12.4 s cold, 0.6 s warm). It is keyed by the
+    # source file's timestamp and the CPU; Numba writes it atomically, so several processes
+    # may share it.
+    "cache": True,
+}
 
 #: Pixels decoded per block. Channels-first scores are read as N runs of BLOCK values;
 #: runs much shorter than this defeat the hardware prefetcher, which stops at 4 KiB pages
@@ -53,7 +158,7 @@ BLOCK = 32768
 SKIP = -1
 
 # Slots of the ``stats`` vector every kernel adds into. The truth decoder uses slots
-# TRUE_*, the prediction decoder PRED_* (its base offset is passed as ``slot``).
+# TRUE_*, the prediction decoder PRED_* (its base offset is passed as ``Found.slot``).
 TRUE_BAD = 0  # truth labels outside [0, N) that are not the ignore index
 TRUE_BAD_VALUE = 1  # one such value, for the error message
 TRUE_NAN = 2  # truth pixels with a NaN score
@@ -73,36 +178,265 @@ N_STATS = 11
 
 
 # --------------------------------------------------------------------------------------
-# Scalar helpers, specialised on the array dtype by @overload.
+# Argument bundles. Numba passes a named tuple as its fields (no boxing, no memory), and
+# each function unpacks the bundles it takes into the local names its loops use.
 # --------------------------------------------------------------------------------------
 
 
-def _key(v):  # pragma: no cover - the @overload below is what Numba compiles
-    raise NotImplementedError
+class Classes(NamedTuple):
+    """How labels are read: ``[0, num_classes)`` are classes; `ignore` is skipped."""
+
+    num_classes: int
+    has_ignore: bool
+    ignore: int
 
 
-def _isnan(v):  # pragma: no cover
-    raise NotImplementedError
+class HardCounts(NamedTuple):
+    """The outputs of the hard kernels, added into; int64."""
+
+    #: (B, N): pixels both predicted and true, per image and class.
+    tp: np.ndarray
+    #: (B, N): predicted pixels.
+    pred_count: np.ndarray
+    #: (B, N): true pixels.
+    true_count: np.ndarray
+    #: (N, N): rows truth, columns prediction.
+    confusion: np.ndarray
 
 
-def _key_buffer(x, n):  # pragma: no cover
-    raise NotImplementedError
+class SoftSums(NamedTuple):
+    """The outputs of :func:`soft_sums`, added into; float64, (B, N) each."""
+
+    #: Sum of ``|p * t|``.
+    inter: np.ndarray
+    #: Sum of ``|p|``.
+    pred_sum: np.ndarray
+    #: Sum of ``|t|``.
+    true_sum: np.ndarray
 
 
-def _sm_key(b):  # pragma: no cover
-    raise NotImplementedError
+class Span(NamedTuple):
+    """Pixels ``[start, stop)`` of image `image`: what a decoder decodes."""
+
+    image: int
+    start: int
+    stop: int
 
 
-def _sm_isnan(b):  # pragma: no cover
-    raise NotImplementedError
+class Scratch(NamedTuple):
+    """One input's decode buffers (BLOCK entries; a decoder uses the first ``n_span``)."""
+
+    #: Class labels out (SKIP where a pixel is not counted).
+    labels: np.ndarray
+    #: Keys of the running argmax (channels-first and float16 scores).
+    keys: np.ndarray
+    #: Per-pixel NaN flags.
+    nans: np.ndarray
+
+
+class Found(NamedTuple):
+    """Where a decoder adds what it finds: `stats`, at base slot TRUE_BAD or PRED_BAD."""
+
+    stats: np.ndarray
+    slot: int
+
+
+class Mask(NamedTuple):
+    """Pixels not to read: where `masked` and ``keep[j] < 0`` (the truth is not counted)."""
+
+    keep: np.ndarray
+    masked: bool
+
+
+class HardScratch(NamedTuple):
+    """Block buffers of :func:`_hard_block`, one set per thread."""
+
+    pred_labels: np.ndarray
+    true_labels: np.ndarray
+    pred_keys: np.ndarray
+    true_keys: np.ndarray
+    nans: np.ndarray
+
+
+class SoftScratch(NamedTuple):
+    """Block buffers of :func:`_soft_block`, one set per thread."""
+
+    true_labels: np.ndarray
+    true_keys: np.ndarray
+    nans: np.ndarray
+    pred_nans: np.ndarray
+    true_nans: np.ndarray
+
+
+# --------------------------------------------------------------------------------------
+# The signatures the kernels are compiled for: the one list (see the module docstring).
+# --------------------------------------------------------------------------------------
+
+#: Dtypes of label maps ``(B, P)``. Other integers are converted slab by slab
+#: (int8 / int16 -> int32, uint32 -> int64) or viewed (bool as uint8, uint64 as int64).
+LABEL_DTYPES = ("uint8", "uint16", "int32", "int64")
+#: Dtypes of scores ``(B, P, N)`` / ``(B, O, N, I)`` for hard counts; uint16 holds float16
+#: bits. Others: bool viewed as uint8; int8 / int16 / uint16 -> int32, uint32 -> int64,
+#: uint64 -> int64 with the top bit flipped (same order), converted slab by slab.
+SCORE_DTYPES = ("uint8", "uint16", "int32", "int64", "float32", "float64")
+#: Dtypes of scores for soft sums, which read values: float16 -> float32, uint64 ->
+#: float64 (the kernel sums float64 anyway), other integers as for hard counts.
+SOFT_SCORE_DTYPES = ("uint8", "int32", "int64", "float32", "float64")
+
+
+def _array_type(dtype: str, ndim: int, readonly: bool = True) -> Any:
+    return types.Array(from_dtype(np.dtype(dtype)), ndim, "C", readonly=readonly)
+
+
+def _input_pairs(soft: bool) -> list[tuple[tuple[int, str], tuple[int, str]]]:
+    """(pred, true) as ((ndim, dtype), (ndim, dtype)) pairs a kernel takes.
+
+    Hard counts: each input a label map or scores; two score inputs have one ndim (they
+    have one shape). Soft sums: scores for the prediction; the truth a label map or
+    scores of the prediction's ndim.
+    """
+    labels = [(2, d) for d in LABEL_DTYPES]
+    if soft:
+        return [
+            ((nd, p), t)
+            for nd in (3, 4)
+            for p in SOFT_SCORE_DTYPES
+            for t in labels + [(nd, d) for d in SOFT_SCORE_DTYPES]
+        ]
+    scores = [(nd, d) for nd in (3, 4) for d in SCORE_DTYPES]
+    return [
+        (p, t)
+        for p in labels + scores
+        for t in labels + scores
+        if p[0] == 2 or t[0] == 2 or p[0] == t[0]
+    ]
+
+
+# Numba types built directly (numba.typeof on arrays would import numpy.ma at import).
+_CLASSES_TYPE = types.NamedTuple((types.int64, types.boolean, types.int64), Classes)
+_STATS_TYPE = _array_type("int64", 1, readonly=False)
+_OUTPUT_TYPES = {
+    False: types.NamedUniTuple(_array_type("int64", 2, readonly=False), 4, HardCounts),
+    True: types.NamedUniTuple(_array_type("float64", 2, readonly=False), 3, SoftSums),
+}
+_INPUT_TYPES = {(nd, d): _array_type(d, nd) for nd in (2, 3, 4)
+                for d in {*LABEL_DTYPES, *SCORE_DTYPES, *SOFT_SCORE_DTYPES}}  # fmt: skip
+
+#: Kernel name -> every argument type tuple it may be compiled for: ``(pred, true,
+#: Classes, HardCounts or SoftSums, stats, n_threads)`` with `pred` and `true` from
+#: :func:`_input_pairs`. Nothing else is ever compiled (tests/test_kernels.py checks).
+SIGNATURES: dict[str, frozenset[tuple[Any, ...]]] = {
+    name: frozenset(
+        (
+            _INPUT_TYPES[p],
+            _INPUT_TYPES[t],
+            _CLASSES_TYPE,
+            _OUTPUT_TYPES[soft],
+            _STATS_TYPE,
+            types.int64,
+        )
+        for p, t in _input_pairs(soft)
+    )
+    for name, soft in (("hard_counts", False), ("hard_counts_shared", False), ("soft_sums", True))
+}
+
+_ACCEPTS = {soft: frozenset(_input_pairs(soft)) for soft in (False, True)}
+
+
+def kernel_input(x: Any, name: str = "input") -> np.ndarray:
+    """`x` as the kernels take it: a readonly view of a C-contiguous, aligned, native array.
+
+    A writable array is viewed as readonly (no copy). Whether its ndim and dtype are in
+    the table is checked by the kernel entry points.
+
+    Raises
+    ------
+    TypeError
+        When `x` is not a NumPy array of that form (:mod:`fastseg.inputs` converts such
+        inputs slab by slab before a kernel sees them).
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: the kernels take NumPy arrays; got {type(x).__name__}")
+    flags = x.flags
+    if not (flags.c_contiguous and flags.aligned and x.dtype.isnative):
+        raise TypeError(
+            f"{name}: the kernels take C-contiguous, aligned arrays in native byte order "
+            f"(got dtype {x.dtype.str}, strides {x.strides}); fastseg.inputs.prepare "
+            "converts other inputs slab by slab"
+        )
+    if flags.writeable:
+        x = x.view()
+        x.flags.writeable = False
+    return x
+
+
+def _output(x: Any, dtype: type, ndim: int, name: str) -> np.ndarray:
+    if not (isinstance(x, np.ndarray) and x.dtype == dtype and x.ndim == ndim
+            and x.flags.c_contiguous and x.flags.aligned and x.flags.writeable):  # fmt: skip
+        raise TypeError(
+            f"{name} must be a writable C-contiguous {np.dtype(dtype).name} array of "
+            f"{ndim} dimensions"
+        )
+    return x
+
+
+def _arguments(pred: Any, true: Any, classes: Any, outputs: Any, stats: Any, n_threads: Any,
+               soft: bool) -> tuple[Any, ...]:  # fmt: skip
+    """The kernel arguments in the one form each is compiled for, or a TypeError."""
+    pred = kernel_input(pred, "pred")
+    true = kernel_input(true, "true")
+    if ((pred.ndim, pred.dtype.name), (true.ndim, true.dtype.name)) not in _ACCEPTS[soft]:
+        what = "soft_sums" if soft else "hard counts"
+        raise TypeError(
+            f"{what} are not compiled for pred {pred.dtype.name} of {pred.ndim} dimensions "
+            f"with true {true.dtype.name} of {true.ndim} dimensions (see "
+            "fastseg.kernels.SIGNATURES); fastseg.inputs.prepare maps inputs onto them"
+        )
+    num_classes, has_ignore, ignore = classes
+    classes = Classes(int(num_classes), bool(has_ignore), int(ignore))
+    kind: Any = SoftSums if soft else HardCounts
+    dtype = np.float64 if soft else np.int64
+    outputs = kind(*(_output(a, dtype, 2, f"{kind.__name__}.{field}")
+                     for a, field in zip(outputs, kind._fields, strict=True)))  # fmt: skip
+    shapes = [(pred.shape[0], classes.num_classes)] * 3 + [(classes.num_classes,) * 2]
+    for a, field, shape in zip(outputs, kind._fields, shapes, strict=False):
+        if a.shape != shape:
+            raise ValueError(f"{kind.__name__}.{field} must have shape {shape}; got {a.shape}")
+    stats = _output(stats, np.int64, 1, "stats")
+    if stats.shape != (N_STATS,):
+        raise ValueError(f"stats must have shape ({N_STATS},); got {stats.shape}")
+    return pred, true, classes, outputs, stats, int(n_threads)
+
+
+# --------------------------------------------------------------------------------------
+# Scalar helpers, specialised on the argument types by @overload.
+# --------------------------------------------------------------------------------------
+
+
+def _specialised(select: Callable[..., Callable]) -> Callable:
+    """Make `select` the Numba overload of a new function, and return that function.
+
+    While compiling a caller, Numba calls ``select(*argument_types)`` and compiles the
+    implementation it returns (with :data:`HELPER`). The returned function does the same
+    in pure Python, for ``NUMBA_DISABLE_JIT=1`` (to step through a kernel in pdb): it
+    picks the implementation by ``numba.typeof`` of its arguments and calls it.
+    """
+
+    def python_impl(*args: Any) -> Any:
+        return select(*(typeof(a) for a in args))(*args)
+
+    python_impl.__name__ = python_impl.__qualname__ = select.__name__
+    python_impl.__doc__ = select.__doc__
+    overload(python_impl, jit_options=HELPER)(select)
+    return python_impl
 
 
 #: Bit pattern of +inf by width: a larger magnitude is a NaN.
 _INF_BITS = {16: 0x7C00, 32: 0x7F800000, 64: 0x7FF0000000000000}
 
 
-@overload(_sm_key, jit_options=HELPER)
-def _sm_key_overload(b):
+@_specialised
+def _sm_key(b):
     # The bits of a float (sign and magnitude) -> a signed integer with the same order:
     # +m for positive, -m for negative, so -0 == +0 as np.argmax sees them. Branch-free,
     # so it vectorises on lanes of the float's width. NaN keys are meaningless: decoders
@@ -118,8 +452,8 @@ def _sm_key_overload(b):
     return impl
 
 
-@overload(_sm_isnan, jit_options=HELPER)
-def _sm_isnan_overload(b):
+@_specialised
+def _sm_isnan(b):
     width = b.bitwidth
     magnitude = (1 << (width - 1)) - 1
     # Integer scores are typed through the two-pass branch but never run it.
@@ -127,8 +461,8 @@ def _sm_isnan_overload(b):
     return lambda b: (b & magnitude) > inf
 
 
-@overload(_key, jit_options=HELPER)
-def _key_overload(v):
+@_specialised
+def _key(v):
     if v == types.uint16:
         # float16 bits -> int32 ordered as by _sm_key, every NaN above +inf. In the
         # per-pixel loop of channels-last scores this form measured 2x faster than
@@ -143,12 +477,8 @@ def _key_overload(v):
     return lambda v: v
 
 
-def _lane_key(v):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_lane_key, jit_options=HELPER)
-def _lane_key_overload(v):
+@_specialised
+def _lane_key(v):
     # For the vectorised channels-first loop: float16 keys on 16-bit lanes (measured
     # 1.3x faster there than int32 keys: ade16 52 -> 40 cycles per pixel).
     if v == types.uint16:
@@ -156,8 +486,8 @@ def _lane_key_overload(v):
     return lambda v: v
 
 
-@overload(_isnan, jit_options=HELPER)
-def _isnan_overload(v):
+@_specialised
+def _isnan(v):
     if v == types.uint16:
         return lambda v: _sm_isnan(v)
     if isinstance(v, types.Float):
@@ -165,24 +495,16 @@ def _isnan_overload(v):
     return lambda v: False
 
 
-def _float_bits(r):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_float_bits, jit_options=HELPER)
-def _float_bits_overload(r):
+@_specialised
+def _float_bits(r):
     if isinstance(r.dtype, types.Float):
         bits = {32: np.int32, 64: np.int64}[r.dtype.bitwidth]
         return lambda r: r.view(bits)
     return lambda r: r
 
 
-def _two_pass_from(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_two_pass_from, jit_options=HELPER)
-def _two_pass_from_overload(x):
+@_specialised
+def _two_pass_from(x):
     # Number of classes from which a channels-last pixel's argmax is taken in two
     # vectorised passes (:func:`_argmax_two_pass`). Measured on random float32 softmax,
     # one thread, cycles per pixel, one pass -> two passes: 14: 28 -> 47 and 21: 33 -> 40
@@ -193,41 +515,35 @@ def _two_pass_from_overload(x):
     return lambda x: x.shape[2] + 1
 
 
-@overload(_key_buffer, jit_options=HELPER)
-def _key_buffer_overload(x, n):
+@_specialised
+def _key_buffer(x, size):
     if x.dtype == types.uint16:
-        return lambda x, n: np.empty(n, np.int16)
+        return lambda x, size: np.empty(size, np.int16)
     if x.ndim == 4:
-        return lambda x, n: np.empty(n, x.dtype)
+        return lambda x, size: np.empty(size, x.dtype)
     # Labels and channels-last scores need no key buffer.
-    return lambda x, n: np.empty(0, np.int32)
+    return lambda x, size: np.empty(0, np.int32)
 
 
-def _n_pixels(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_n_pixels, jit_options=HELPER)
-def _n_pixels_overload(x):
+@_specialised
+def _n_pixels(x):
     if x.ndim == 4:
         return lambda x: x.shape[1] * x.shape[3]
     return lambda x: x.shape[1]
 
 
 # --------------------------------------------------------------------------------------
-# Decoders: one block of pixels [start, stop) of image b -> class labels in `out`.
+# Decoders: one span of pixels [start, stop) of an image -> class labels in scratch.labels.
+# Each takes (x, span, classes, scratch, found, mask) and unpacks them first.
 # --------------------------------------------------------------------------------------
 
 
-def _decode(
-    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
-):  # pragma: no cover
-    raise NotImplementedError
-
-
-def _decode_labels(
-    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
-):
+def _decode_labels(x, span, classes, scratch, found, mask):
+    b, start, stop = span
+    num_classes, has_ignore, ignore = classes
+    out = scratch.labels
+    stats, slot = found
+    keep, masked = mask
     # Slices keep every index a non-negative loop variable: Numba then emits no
     # negative-index wraparound, which would stop LLVM vectorising (measured: 3-4x).
     lab = x[b, start:stop]
@@ -238,7 +554,7 @@ def _decode_labels(
         elif has_ignore and v == ignore:
             out[j] = SKIP
             stats[IGNORED] += 1
-        elif v < 0 or v >= ncls:
+        elif v < 0 or v >= num_classes:
             out[j] = SKIP
             stats[slot] += 1
             stats[slot + 1] = v
@@ -247,29 +563,33 @@ def _decode_labels(
 
 
 @njit(**HELPER)
-def _finish_scores(out, keys, nans, any_nan, one_class, ncls, has_ignore, ignore, stats,
-                   slot, keep, masked):  # fmt: skip
+def _finish_scores(scratch, any_nan, one_class, classes, found, mask):
     """Turn argmax results into label codes, counting NaN and ignored pixels.
 
+    `scratch` holds the span's labels (exactly ``n_span`` of them), keys and NaN flags.
     Each step is its own loop, run only when needed, so the common case (several
     classes, no NaN, no ignore index) adds no pass over the block and no branches to the
     argmax loops.
     """
-    n = out.shape[0]
+    out, keys, nans = scratch
+    num_classes, has_ignore, ignore = classes
+    stats, slot = found
+    keep, masked = mask
+    n_span = out.shape[0]
     if one_class:
         # The post's one-class rule: the pixel is the class when its score is > 0.
-        for j in range(n):
+        for j in range(n_span):
             out[j] = 0 if keys[j] > 0 else 1
     if any_nan:
-        for j in range(n):
+        for j in range(n_span):
             if nans[j]:
                 if not masked or keep[j] >= 0:
                     stats[slot + 2] += 1
                 out[j] = SKIP
     if has_ignore:
-        for j in range(n):
+        for j in range(n_span):
             lab = out[j]
-            if 0 <= lab < ncls and lab == ignore:
+            if 0 <= lab < num_classes and lab == ignore:
                 stats[IGNORED] += 1
                 out[j] = SKIP
 
@@ -281,16 +601,16 @@ def _argmax_two_pass(bits):
     The largest key, then the first class holding it: two reductions that LLVM
     vectorises, where a running argmax is a chain of dependent compares.
     """
-    nc = bits.shape[0]
+    channels = bits.shape[0]
     best = _sm_key(bits[0])
     nan = False
-    for c in range(nc):
+    for c in range(channels):
         b = bits[c]
         best = max(best, _sm_key(b))
         nan |= _sm_isnan(b)
-    lab = np.int32(nc)
-    for c in range(nc):
-        lab = min(lab, np.int32(c) if _sm_key(bits[c]) == best else np.int32(nc))
+    lab = np.int32(channels)
+    for c in range(channels):
+        lab = min(lab, np.int32(c) if _sm_key(bits[c]) == best else np.int32(channels))
     return lab, nan
 
 
@@ -323,9 +643,9 @@ def _argmax_half_rows(block, out, signed):
     cycles per pixel at 14 / 19 classes: one pixel at a time 61 / 77; four, with keys
     43 / 41, on the raw bits of a non-negative block 19 / 17.
     """
-    n, nc = block.shape
+    n_span, channels = block.shape
     j = 0
-    while j + 4 <= n:
+    while j + 4 <= n_span:
         r0 = block[j]
         r1 = block[j + 1]
         r2 = block[j + 2]
@@ -335,7 +655,7 @@ def _argmax_half_rows(block, out, signed):
         b2 = _half_key(r2[0], signed)
         b3 = _half_key(r3[0], signed)
         l0 = l1 = l2 = l3 = np.int32(0)
-        for c in range(1, nc):
+        for c in range(1, channels):
             k0 = _half_key(r0[c], signed)
             k1 = _half_key(r1[c], signed)
             k2 = _half_key(r2[c], signed)
@@ -349,68 +669,60 @@ def _argmax_half_rows(block, out, signed):
         out[j + 2] = l2
         out[j + 3] = l3
         j += 4
-    for i in range(j, n):
+    for i in range(j, n_span):
         r = block[i]
         best = _half_key(r[0], signed)
         lab = np.int32(0)
-        for c in range(1, nc):
+        for c in range(1, channels):
             best, lab = _first_max(best, lab, _half_key(r[c], signed), np.int32(c))
         out[i] = lab
 
 
-def _decode_half_rows(
-    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
-):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_decode_half_rows, jit_options=HELPER)
-def _decode_half_rows_overload(
-    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
-):
+@_specialised
+def _decode_half_rows(x, span, classes, scratch, found, mask):
     """The fast path of :func:`_decode_last` for float16 bits; False when it does not apply.
 
     It applies to several classes (fewer than the two-pass threshold) and a block without
     NaN; it reads the scores of every pixel, ignored truth or not (results are the same).
     """
     if x.dtype != types.uint16:
-        return lambda x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, \
-            slot, keep, masked: False  # fmt: skip
+        return lambda x, span, classes, scratch, found, mask: False
 
-    def impl(x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep,
-             masked):  # fmt: skip
-        nc = x.shape[2]
-        if nc == 1 or nc >= _two_pass_from(x):
+    def impl(x, span, classes, scratch, found, mask):
+        b, start, stop = span
+        out, keys, nans = scratch
+        keep, masked = mask
+        channels = x.shape[2]
+        if channels == 1 or channels >= _two_pass_from(x):
             return False
         block = x[b, start:stop]
         negative, block_nan = _half_flags(block)
         if block_nan:
             return False  # the per-pixel loop counts NaN pixels exactly
         _argmax_half_rows(block, out, negative)
-        n = stop - start
+        n_span = stop - start
         if masked:
-            for j in range(n):
+            for j in range(n_span):
                 if keep[j] < 0:
                     out[j] = SKIP
-        _finish_scores(out[:n], keys, nans, False, False, ncls, has_ignore, ignore, stats,
-                       slot, keep, masked)  # fmt: skip
+        _finish_scores(Scratch(out[:n_span], keys, nans), False, False, classes, found, mask)
         return True
 
     return impl
 
 
-def _decode_last(
-    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
-):
-    if _decode_half_rows(x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats,
-                         slot, keep, masked):  # fmt: skip
+def _decode_last(x, span, classes, scratch, found, mask):
+    if _decode_half_rows(x, span, classes, scratch, found, mask):
         return
-    nc = x.shape[2]
-    two_pass = nc >= _two_pass_from(x)
-    n = stop - start
+    b, start, stop = span
+    out, keys, nans = scratch
+    keep, masked = mask
+    channels = x.shape[2]
+    two_pass = channels >= _two_pass_from(x)
+    n_span = stop - start
     block = x[b, start:stop]
     any_nan = False
-    for j in range(n):
+    for j in range(n_span):
         nan = False
         if masked and keep[j] < 0:
             lab = SKIP  # the truth is ignored here: the prediction is not read
@@ -421,7 +733,7 @@ def _decode_last(
             best = _key(r[0])
             lab = 0
             nan = _isnan(r[0])
-            for c in range(1, nc):
+            for c in range(1, channels):
                 v = r[c]
                 k = _key(v)
                 if k > best:
@@ -429,14 +741,13 @@ def _decode_last(
                     lab = c
                 # Branch-free NaN flag: a compare-branch here instead measured 4x slower.
                 nan |= _isnan(v)
-            if nc == 1:
+            if channels == 1:
                 # The post's one-class rule: the pixel is the class when its score is > 0.
                 lab = 0 if best > 0 else 1
         out[j] = lab
         nans[j] = nan
         any_nan |= nan
-    _finish_scores(out[:n], keys, nans, any_nan, False, ncls, has_ignore, ignore, stats, slot,
-                   keep, masked)  # fmt: skip
+    _finish_scores(Scratch(out[:n_span], keys, nans), any_nan, False, classes, found, mask)
 
 
 #: Classes folded into the running argmax per pass over a run of channels-first pixels
@@ -486,13 +797,13 @@ def _mark_nans(row, nans):
         nans[s] |= _isnan(row[s])
 
 
-def _decode_strided(
-    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
-):
-    nc = x.shape[2]
+def _decode_strided(x, span, classes, scratch, found, mask):
+    b, start, stop = span
+    out, keys, nans = scratch
+    channels = x.shape[2]
     inner = x.shape[3]
-    last = nc - 1
-    n = stop - start
+    last = channels - 1
+    n_span = stop - start
     block_nan = False
     p = start
     j0 = 0
@@ -507,7 +818,7 @@ def _decode_strided(
         # branch-free and vectorised. A short last group repeats the last class, which
         # changes nothing (an equal key keeps the first label).
         any_nan = False
-        for c in range(0, nc, GROUP):
+        for c in range(0, channels, GROUP):
             any_nan |= _argmax_group(
                 x[b, o, c, i0:i1], x[b, o, min(c + 1, last), i0:i1],
                 x[b, o, min(c + 2, last), i0:i1], x[b, o, min(c + 3, last), i0:i1],
@@ -515,26 +826,25 @@ def _decode_strided(
         # NaN is rare: one flag per run, and only then a second look per pixel.
         if any_nan:
             if not block_nan:
-                nans[:n] = False
+                nans[:n_span] = False
                 block_nan = True
-            for c in range(nc):
+            for c in range(channels):
                 _mark_nans(x[b, o, c, i0:i1], nans[j0 : j0 + seg])
         p += seg
         j0 += seg
-    _finish_scores(out[:n], keys, nans, block_nan, nc == 1, ncls, has_ignore, ignore, stats,
-                   slot, keep, masked)  # fmt: skip
+    _finish_scores(Scratch(out[:n_span], keys, nans), block_nan, channels == 1, classes, found,
+                   mask)  # fmt: skip
 
 
-@overload(_decode, jit_options=HELPER)
-def _decode_overload(
-    x, b, start, stop, ncls, has_ignore, ignore, out, keys, nans, stats, slot, keep, masked
-):
+@_specialised
+def _decode(x, span, classes, scratch, found, mask):
+    """Labels of one span of pixels of `x`: the decoder of its shape."""
     return {2: _decode_labels, 3: _decode_last, 4: _decode_strided}[x.ndim]
 
 
 @njit(**HELPER)
-def _tally(pred_labels, true_labels, n, table):
-    for j in range(n):
+def _tally(pred_labels, true_labels, n_span, table):
+    for j in range(n_span):
         t = true_labels[j]
         p = pred_labels[j]
         if t >= 0 and p >= 0:
@@ -542,21 +852,22 @@ def _tally(pred_labels, true_labels, n, table):
 
 
 @njit(**HELPER)
-def _finish_image(table, b, ncls, tp, pred_count, true_count, confusion):
+def _finish_image(table, b, num_classes, counts):
     """Fold one image's (N+1)^2 table into its count rows and the confusion matrix."""
-    side = ncls + 1
+    tp, pred_count, true_count, confusion = counts
+    side = num_classes + 1
     for r in range(side):
         for c in range(side):
             v = table[r, c]
             if v == 0:
                 continue
-            if r < ncls:
+            if r < num_classes:
                 true_count[b, r] += v
-                if c < ncls:
+                if c < num_classes:
                     confusion[r, c] += v
-            if c < ncls:
+            if c < num_classes:
                 pred_count[b, c] += v
-            if r == c and r < ncls:
+            if r == c and r < num_classes:
                 tp[b, r] += v
 
 
@@ -571,18 +882,19 @@ def _merge_stats(thread_stats, stats):
 
 
 @njit(**HELPER)
-def _hard_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, stats, table):
+def _hard_block(pred, true, span, classes, scratch, stats, table):
     pl, tl, pkeys, tkeys, nans = scratch
     # Truth first: where it is ignored (or invalid) the prediction is not checked.
-    _decode(true, b, start, stop, ncls, has_ignore, ignore, tl, tkeys, nans, stats, TRUE_BAD,
-            tl, False)  # fmt: skip
-    _decode(pred, b, start, stop, ncls, False, 0, pl, pkeys, nans, stats, PRED_BAD, tl, True)
-    _tally(pl, tl, stop - start, table)
+    _decode(true, span, classes, Scratch(tl, tkeys, nans), Found(stats, TRUE_BAD),
+            Mask(tl, False))  # fmt: skip
+    _decode(pred, span, Classes(classes.num_classes, False, 0), Scratch(pl, pkeys, nans),
+            Found(stats, PRED_BAD), Mask(tl, True))  # fmt: skip
+    _tally(pl, tl, span.stop - span.start, table)
 
 
 @njit(**HELPER)
 def _scratch(pred, true):
-    return (
+    return HardScratch(
         np.empty(BLOCK, np.int32),
         np.empty(BLOCK, np.int32),
         _key_buffer(pred, BLOCK),
@@ -597,31 +909,10 @@ def _scratch(pred, true):
 
 
 @njit(**KERNEL)
-def hard_counts(pred, true, num_classes, has_ignore, ignore, tp, pred_count, true_count,
-                confusion, stats, n_threads):  # fmt: skip
-    """Add the hard counts of a batch into caller-allocated arrays.
-
-    Parameters
-    ----------
-    pred, true : ndarray
-        Prediction and truth, each a label map ``(B, P)`` or scores ``(B, P, N)`` /
-        ``(B, O, N, I)`` (see the module docstring); scores are argmax-ed over N.
-    num_classes : int
-        N; labels must lie in ``[0, N)``.
-    has_ignore : bool
-        Whether ``ignore`` is in use.
-    ignore : int
-        Truth label whose pixels are skipped entirely.
-    tp, pred_count, true_count : ndarray of int64, shape (B, N)
-        Per-image intersection, predicted and true pixel counts (added into).
-    confusion : ndarray of int64, shape (N, N)
-        Rows truth, columns prediction (added into).
-    stats : ndarray of int64, shape (N_STATS,)
-        Bad-label, NaN and ignored-pixel counts (added into; see the slot constants).
-    n_threads : int
-        ``numba.get_num_threads()`` of the caller (read outside the kernel: calling it
-        inside would stop Numba from caching the kernel on disk).
-    """
+def _hard_counts(pred, true, classes, counts, stats, n_threads):
+    """The compiled :func:`hard_counts`; arguments as :func:`_arguments` makes them."""
+    num_classes = classes.num_classes
+    tp, pred_count, true_count, confusion = counts
     n_images = pred.shape[0]
     n_pix = _n_pixels(pred)
     n_blocks = (n_pix + BLOCK - 1) // BLOCK
@@ -640,9 +931,8 @@ def hard_counts(pred, true, num_classes, has_ignore, ignore, tp, pred_count, tru
         for k in range(n_blocks):
             start = k * BLOCK
             stop = min(n_pix, start + BLOCK)
-            _hard_block(pred, true, b, start, stop, num_classes, has_ignore, ignore, scratch,
-                        tstats[t], table)  # fmt: skip
-        _finish_image(table, b, num_classes, tp, pred_count, true_count, confs[t])
+            _hard_block(pred, true, Span(b, start, stop), classes, scratch, tstats[t], table)
+        _finish_image(table, b, num_classes, HardCounts(tp, pred_count, true_count, confs[t]))
 
     # The remaining images (fewer than the threads): blocks of one image in parallel.
     for b in range(n_whole, n_images):
@@ -651,15 +941,48 @@ def hard_counts(pred, true, num_classes, has_ignore, ignore, tp, pred_count, tru
             t = get_thread_id()
             start = k * BLOCK
             stop = min(n_pix, start + BLOCK)
-            _hard_block(pred, true, b, start, stop, num_classes, has_ignore, ignore,
-                        _scratch(pred, true), tstats[t], tables[t])  # fmt: skip
+            _hard_block(pred, true, Span(b, start, stop), classes, _scratch(pred, true),
+                        tstats[t], tables[t])  # fmt: skip
         for t in range(1, n_threads):
             tables[0] += tables[t]
-        _finish_image(tables[0], b, num_classes, tp, pred_count, true_count, confs[0])
+        _finish_image(tables[0], b, num_classes, HardCounts(tp, pred_count, true_count,
+                                                            confs[0]))  # fmt: skip
 
     for t in range(n_threads):
         confusion += confs[t]
     _merge_stats(tstats, stats)
+
+
+def hard_counts(pred: Any, true: Any, classes: Classes, counts: HardCounts, stats: np.ndarray,
+                n_threads: int) -> None:  # fmt: skip
+    """Add the hard counts of a batch into caller-allocated arrays.
+
+    Parameters
+    ----------
+    pred, true : ndarray
+        Prediction and truth, each a label map ``(B, P)`` or scores ``(B, P, N)`` /
+        ``(B, O, N, I)`` (see the module docstring); scores are argmax-ed over N. Their
+        ndim and dtype must be a pair of :data:`SIGNATURES`, C-contiguous, aligned and in
+        native byte order (writable arrays are viewed as readonly).
+    classes : Classes
+        N (labels must lie in ``[0, N)``), whether the ignore index is in use, and the
+        ignore index: a truth label whose pixels are skipped entirely.
+    counts : HardCounts
+        Per-image intersection, predicted and true pixel counts, ``(B, N)`` int64, and
+        the ``(N, N)`` confusion matrix, rows truth, columns prediction (added into).
+    stats : ndarray of int64, shape (N_STATS,)
+        Bad-label, NaN and ignored-pixel counts (added into; see the slot constants).
+    n_threads : int
+        ``numba.get_num_threads()`` of the caller (read outside the kernel: calling it
+        inside would stop Numba from caching the kernel on disk).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Arguments of another form than the kernel is compiled for, outputs of the wrong
+        shape. Nothing is compiled for them.
+    """
+    _hard_counts(*_arguments(pred, true, classes, counts, stats, n_threads, soft=False))
 
 
 # --------------------------------------------------------------------------------------
@@ -683,9 +1006,9 @@ def thread_tables_fit(num_classes: int, n_threads: int, table_slack: int | None 
     bytes (default :data:`TABLE_SLACK`, read at call time).
     """
     slack = TABLE_SLACK if table_slack is None else table_slack
-    n = int(num_classes)
-    tables = 8 * int(n_threads) * ((n + 1) ** 2 + n**2)
-    return tables <= 8 * n**2 + slack
+    num_classes = int(num_classes)
+    tables = 8 * int(n_threads) * ((num_classes + 1) ** 2 + num_classes**2)
+    return tables <= 8 * num_classes**2 + slack
 
 
 def hard_kernel(num_classes: int, n_threads: int, table_slack: int | None = None) -> Any:
@@ -701,11 +1024,13 @@ def hard_kernel(num_classes: int, n_threads: int, table_slack: int | None = None
 
 
 @njit(**HELPER)
-def _decode_chunk(pred, true, g0, g1, n_pix, ncls, has_ignore, ignore, tl, pl, stats):
+def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats):
     """Labels of the pixels [g0, g1) of the batch (images back to back) into tl / pl.
 
     A pixel whose truth or prediction is not counted is SKIP in both.
     """
+    n_pix = _n_pixels(pred)
+    pred_classes = Classes(classes.num_classes, False, 0)
     tkeys = _key_buffer(true, BLOCK)
     pkeys = _key_buffer(pred, BLOCK)
     nans = np.empty(BLOCK, np.bool_)
@@ -717,11 +1042,12 @@ def _decode_chunk(pred, true, g0, g1, n_pix, ncls, has_ignore, ignore, tl, pl, s
         j0 = g - g0
         j1 = j0 + (stop - start)
         t_out = tl[j0:j1]
+        span = Span(b, start, stop)
         # Truth first: where it is ignored (or invalid) the prediction is not checked.
-        _decode(true, b, start, stop, ncls, has_ignore, ignore, t_out, tkeys, nans, stats,
-                TRUE_BAD, t_out, False)  # fmt: skip
-        _decode(pred, b, start, stop, ncls, False, 0, pl[j0:j1], pkeys, nans, stats, PRED_BAD,
-                t_out, True)  # fmt: skip
+        _decode(true, span, classes, Scratch(t_out, tkeys, nans), Found(stats, TRUE_BAD),
+                Mask(t_out, False))  # fmt: skip
+        _decode(pred, span, pred_classes, Scratch(pl[j0:j1], pkeys, nans),
+                Found(stats, PRED_BAD), Mask(t_out, True))  # fmt: skip
         g += stop - start
     for j in range(g1 - g0):
         skip = (tl[j] < 0) | (pl[j] < 0)
@@ -730,19 +1056,23 @@ def _decode_chunk(pred, true, g0, g1, n_pix, ncls, has_ignore, ignore, tl, pl, s
 
 
 @njit(**HELPER)
-def _tally_owned(tl, pl, lo, hi, ncls, tp, pred_count, true_count, confusion):
-    """Tally one image's labels into the rows / columns [lo, hi) that this caller owns.
+def _tally_owned(tl, pl, lo, hi, b, num_classes, counts):
+    """Tally image `b`'s labels into the rows / columns [lo, hi) that this caller owns.
 
     Truth rows [lo, hi) of `confusion`, `true_count` and `tp`; prediction columns
     [lo, hi) of `pred_count`. Label N ("no class", one-class threshold only) has no row
     or column: it counts only on the other side, as in :func:`_finish_image`.
     """
+    tp = counts.tp[b]
+    pred_count = counts.pred_count[b]
+    true_count = counts.true_count[b]
+    confusion = counts.confusion
     for j in range(tl.shape[0]):
         t = tl[j]
         p = pl[j]
         if lo <= t and t < hi:
             true_count[t] += 1
-            if p < ncls:
+            if p < num_classes:
                 confusion[t, p] += 1
                 if t == p:
                     tp[t] += 1
@@ -751,8 +1081,40 @@ def _tally_owned(tl, pl, lo, hi, ncls, tp, pred_count, true_count, confusion):
 
 
 @njit(**KERNEL)
-def hard_counts_shared(pred, true, num_classes, has_ignore, ignore, tp, pred_count, true_count,
-                       confusion, stats, n_threads):  # fmt: skip
+def _hard_counts_shared(pred, true, classes, counts, stats, n_threads):
+    """The compiled :func:`hard_counts_shared`."""
+    num_classes = classes.num_classes
+    n_images = pred.shape[0]
+    n_pix = _n_pixels(pred)
+    total = n_images * n_pix
+    n_chunks = (total + BLOCK - 1) // BLOCK
+    tl = np.empty((n_threads, BLOCK), np.int32)
+    pl = np.empty((n_threads, BLOCK), np.int32)
+    tstats = np.zeros((n_threads, N_STATS), np.int64)
+    for r0 in range(0, n_chunks, n_threads):
+        nr = min(n_threads, n_chunks - r0)
+        for k in prange(nr):
+            g0 = (r0 + k) * BLOCK
+            g1 = min(total, g0 + BLOCK)
+            _decode_chunk(pred, true, g0, g1, classes, tl[k], pl[k], tstats[get_thread_id()])
+        for o in prange(n_threads):
+            lo = o * num_classes // n_threads
+            hi = (o + 1) * num_classes // n_threads
+            for k in range(nr):
+                g0 = (r0 + k) * BLOCK
+                g1 = min(total, g0 + BLOCK)
+                g = g0
+                while g < g1:
+                    b = g // n_pix
+                    stop = min((b + 1) * n_pix, g1)
+                    _tally_owned(tl[k, g - g0 : stop - g0], pl[k, g - g0 : stop - g0], lo, hi,
+                                 b, num_classes, counts)  # fmt: skip
+                    g = stop
+    _merge_stats(tstats, stats)
+
+
+def hard_counts_shared(pred: Any, true: Any, classes: Classes, counts: HardCounts,
+                       stats: np.ndarray, n_threads: int) -> None:  # fmt: skip
     """:func:`hard_counts` without per-thread tables, for many classes.
 
     Same arguments and results as :func:`hard_counts`; extra memory is independent of N:
@@ -768,43 +1130,11 @@ def hard_counts_shared(pred, true, num_classes, has_ignore, ignore, tp, pred_cou
 
     Counts are integers: identical to :func:`hard_counts` for any thread count.
     """
-    n_images = pred.shape[0]
-    n_pix = _n_pixels(pred)
-    total = n_images * n_pix
-    n_chunks = (total + BLOCK - 1) // BLOCK
-    tl = np.empty((n_threads, BLOCK), np.int32)
-    pl = np.empty((n_threads, BLOCK), np.int32)
-    tstats = np.zeros((n_threads, N_STATS), np.int64)
-    for r0 in range(0, n_chunks, n_threads):
-        nr = min(n_threads, n_chunks - r0)
-        for k in prange(nr):
-            g0 = (r0 + k) * BLOCK
-            g1 = min(total, g0 + BLOCK)
-            _decode_chunk(pred, true, g0, g1, n_pix, num_classes, has_ignore, ignore, tl[k],
-                          pl[k], tstats[get_thread_id()])  # fmt: skip
-        for o in prange(n_threads):
-            lo = o * num_classes // n_threads
-            hi = (o + 1) * num_classes // n_threads
-            for k in range(nr):
-                g0 = (r0 + k) * BLOCK
-                g1 = min(total, g0 + BLOCK)
-                g = g0
-                while g < g1:
-                    b = g // n_pix
-                    stop = min((b + 1) * n_pix, g1)
-                    _tally_owned(tl[k, g - g0 : stop - g0], pl[k, g - g0 : stop - g0], lo, hi,
-                                 num_classes, tp[b], pred_count[b], true_count[b],
-                                 confusion)  # fmt: skip
-                    g = stop
-    _merge_stats(tstats, stats)
+    _hard_counts_shared(*_arguments(pred, true, classes, counts, stats, n_threads, soft=False))
 
 
-def _truth_value(true, b, p, o, c, i, lab):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_truth_value, jit_options=HELPER)
-def _truth_value_overload(true, b, p, o, c, i, lab):
+@_specialised
+def _truth_value(true, b, p, o, c, i, lab):
     if true.ndim == 2:
         return lambda true, b, p, o, c, i, lab: 1.0 if lab == c else 0.0
     if true.ndim == 3:
@@ -813,29 +1143,32 @@ def _truth_value_overload(true, b, p, o, c, i, lab):
 
 
 @njit(**HELPER)
-def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, stats, acc):
-    """Sums of |p t|, |p|, |t| per class over one block, pixels in order, into acc (3, N)."""
+def _soft_block(pred, true, span, classes, scratch, stats, acc):
+    """Sums of |p t|, |p|, |t| per class over one span, pixels in order, into acc (3, N)."""
+    b, start, stop = span
+    num_classes = classes.num_classes
+    has_ignore = classes.has_ignore
     tl, tkeys, nans, p_nan, t_nan = scratch
-    n = stop - start
+    n_span = stop - start
     if true.ndim == 2 or has_ignore:
-        _decode(true, b, start, stop, ncls, has_ignore, ignore, tl, tkeys, nans, stats,
-                TRUE_BAD, tl, False)  # fmt: skip
+        _decode(true, span, classes, Scratch(tl, tkeys, nans), Found(stats, TRUE_BAD),
+                Mask(tl, False))  # fmt: skip
     else:
-        tl[:n] = 0
+        tl[:n_span] = 0
     # Values outside [0, 1]: counts and the last such value (selects, not branches).
     p_out = 0
     t_out = 0
     p_ex = 0.0
     t_ex = 0.0
     if pred.ndim == 3:
-        for j in range(n):
+        for j in range(n_span):
             lab = tl[j]
             if lab < 0:
                 continue
             p = start + j
             pn = False
             tn = False
-            for c in range(ncls):
+            for c in range(num_classes):
                 pv = np.float64(pred[b, p, c])
                 tv = _truth_value(true, b, p, 0, c, 0, lab)
                 pn |= pv != pv
@@ -853,13 +1186,13 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
             stats[TRUE_NAN] += tn
     else:
         inner = pred.shape[3]
-        p_nan[:n] = False
-        t_nan[:n] = False
-        for c in range(ncls):
+        p_nan[:n_span] = False
+        t_nan[:n_span] = False
+        for c in range(num_classes):
             s_pt = 0.0
             s_p = 0.0
             s_t = 0.0
-            for j in range(n):
+            for j in range(n_span):
                 lab = tl[j]
                 if lab < 0:
                     continue
@@ -882,7 +1215,7 @@ def _soft_block(pred, true, b, start, stop, ncls, has_ignore, ignore, scratch, s
             acc[0, c] += s_pt
             acc[1, c] += s_p
             acc[2, c] += s_t
-        for j in range(n):
+        for j in range(n_span):
             stats[PRED_NAN] += p_nan[j]
             stats[TRUE_NAN] += t_nan[j]
     _note_range(stats, PRED_RANGE, p_out, p_ex)
@@ -909,7 +1242,7 @@ def _merge_range(thread_stats, stats):
 
 @njit(**HELPER)
 def _soft_scratch(true):
-    return (
+    return SoftScratch(
         np.empty(BLOCK, np.int32),
         _key_buffer(true, BLOCK),
         np.empty(BLOCK, np.bool_),
@@ -919,29 +1252,10 @@ def _soft_scratch(true):
 
 
 @njit(**KERNEL)
-def soft_sums(pred, true, num_classes, has_ignore, ignore, inter, pred_sum, true_sum, stats,
-              n_threads):  # fmt: skip
-    """Add the soft sums of a batch into caller-allocated float64 arrays.
-
-    Parameters
-    ----------
-    pred : ndarray
-        Scores ``(B, P, N)`` or ``(B, O, N, I)``, any real dtype except float16 bits.
-    true : ndarray
-        Label map ``(B, P)`` (read as its one-hot encoding) or scores shaped like `pred`.
-    num_classes, has_ignore, ignore, stats, n_threads
-        As for :func:`hard_counts`. With score truth, the ignore index applies to the
-        truth's argmax. `stats` also counts the values outside [0, 1] of the prediction
-        and of a score truth (slots ``PRED_RANGE``, ``TRUE_RANGE`` and their examples);
-        the kernel only counts them (logits are summed as they are).
-    inter, pred_sum, true_sum : ndarray of float64, shape (B, N)
-        Per image and class: sum of ``|p * t|``, of ``|p|`` and of ``|t|`` (added into).
-
-    Notes
-    -----
-    Each block is summed pixel by pixel, and blocks are added to an image's total in
-    order, whatever thread computed them: the sums do not depend on the thread count.
-    """
+def _soft_sums(pred, true, classes, sums, stats, n_threads):
+    """The compiled :func:`soft_sums`."""
+    num_classes = classes.num_classes
+    inter, pred_sum, true_sum = sums
     n_images = pred.shape[0]
     n_pix = _n_pixels(pred)
     n_blocks = (n_pix + BLOCK - 1) // BLOCK
@@ -955,8 +1269,7 @@ def soft_sums(pred, true, num_classes, has_ignore, ignore, inter, pred_sum, true
             start = k * BLOCK
             stop = min(n_pix, start + BLOCK)
             acc[:] = 0.0
-            _soft_block(pred, true, b, start, stop, num_classes, has_ignore, ignore, scratch,
-                        tstats[t], acc)  # fmt: skip
+            _soft_block(pred, true, Span(b, start, stop), classes, scratch, tstats[t], acc)
             inter[b] += acc[0]
             pred_sum[b] += acc[1]
             true_sum[b] += acc[2]
@@ -972,11 +1285,55 @@ def soft_sums(pred, true, num_classes, has_ignore, ignore, inter, pred_sum, true
                 t = get_thread_id()
                 start = (k0 + k) * BLOCK
                 stop = min(n_pix, start + BLOCK)
-                _soft_block(pred, true, b, start, stop, num_classes, has_ignore, ignore,
-                            _soft_scratch(true), tstats[t], partial[k])  # fmt: skip
+                _soft_block(pred, true, Span(b, start, stop), classes, _soft_scratch(true),
+                            tstats[t], partial[k])  # fmt: skip
             for k in range(nk):
                 inter[b] += partial[k, 0]
                 pred_sum[b] += partial[k, 1]
                 true_sum[b] += partial[k, 2]
     _merge_stats(tstats, stats)
     _merge_range(tstats, stats)
+
+
+def soft_sums(pred: Any, true: Any, classes: Classes, sums: SoftSums, stats: np.ndarray,
+              n_threads: int) -> None:  # fmt: skip
+    """Add the soft sums of a batch into caller-allocated float64 arrays.
+
+    Parameters
+    ----------
+    pred : ndarray
+        Scores ``(B, P, N)`` or ``(B, O, N, I)``, a dtype of :data:`SOFT_SCORE_DTYPES`.
+    true : ndarray
+        Label map ``(B, P)`` (read as its one-hot encoding) or scores shaped like `pred`.
+    classes, stats, n_threads
+        As for :func:`hard_counts`. With score truth, the ignore index applies to the
+        truth's argmax. `stats` also counts the values outside [0, 1] of the prediction
+        and of a score truth (slots ``PRED_RANGE``, ``TRUE_RANGE`` and their examples);
+        the kernel only counts them (logits are summed as they are).
+    sums : SoftSums
+        Per image and class, ``(B, N)`` float64: sum of ``|p * t|``, of ``|p|`` and of
+        ``|t|`` (added into).
+
+    Notes
+    -----
+    Each block is summed pixel by pixel, and blocks are added to an image's total in
+    order, whatever thread computed them: the sums do not depend on the thread count.
+    """
+    _soft_sums(*_arguments(pred, true, classes, sums, stats, n_threads, soft=True))
+
+
+#: Kernel name -> its compiled function (a Numba dispatcher; the plain Python function
+#: under ``NUMBA_DISABLE_JIT=1``). Their ``signatures`` stay within :data:`SIGNATURES`.
+COMPILED = {
+    "hard_counts": _hard_counts,
+    "hard_counts_shared": _hard_counts_shared,
+    "soft_sums": _soft_sums,
+}
+
+
+def unlisted_signatures() -> dict[str, list[tuple[Any, ...]]]:
+    """Signatures compiled (or loaded from the cache) in this process outside SIGNATURES."""
+    return {
+        name: [s for s in getattr(f, "signatures", ()) if s not in SIGNATURES[name]]
+        for name, f in COMPILED.items()
+    }

@@ -5,9 +5,12 @@ Inputs are passed in the kernels' own layouts (see the module docstring of
 ``(B, O, N, I)`` scores with the class axis inside. Expected tables are worked out by hand
 in the comments.
 
-Argument types are kept identical to what :func:`fastseg.counting.count_prepared` passes
-(Python int / bool scalars, C-contiguous int64 / float64 outputs) so that the kernels'
-compiled signatures are shared with the other test files.
+The kernels are compiled for the few argument types of ``kernels.SIGNATURES`` only
+(readonly C-contiguous inputs of a few dtypes); the entry points view writable inputs as
+readonly, so these calls share their compiled signatures with the other test files. The
+last sections check that nothing else is ever compiled, that inputs of every other
+layout and dtype are mapped onto those signatures, that the Numba options take effect
+when edited, and that the kernels run as plain Python under ``NUMBA_DISABLE_JIT=1``.
 """
 
 from __future__ import annotations
@@ -61,6 +64,11 @@ def threads():
     return numba.get_num_threads()
 
 
+def classes(n, ignore=None):
+    """The kernels' Classes argument: N and the ignore index (None: no ignore index)."""
+    return kernels.Classes(n, ignore is not None, 0 if ignore is None else ignore)
+
+
 def outputs(b, n):
     """Zeroed hard-count outputs: tp, pred_count, true_count, confusion, stats."""
     return (
@@ -75,19 +83,8 @@ def outputs(b, n):
 def run_hard(pred, true, n, ignore=None, out=None):
     out = outputs(pred.shape[0], n) if out is None else out
     tp, pc, tc, conf, stats = out
-    kernels.hard_counts(
-        pred,
-        true,
-        n,
-        ignore is not None,
-        0 if ignore is None else ignore,
-        tp,
-        pc,
-        tc,
-        conf,
-        stats,
-        threads(),
-    )
+    kernels.hard_counts(pred, true, classes(n, ignore), kernels.HardCounts(tp, pc, tc, conf),
+                        stats, threads())  # fmt: skip
     return out
 
 
@@ -95,18 +92,8 @@ def run_soft(pred, true, n, ignore=None):
     b = pred.shape[0]
     inter, ps, ts = (np.zeros((b, n)) for _ in range(3))
     stats = np.zeros(kernels.N_STATS, np.int64)
-    kernels.soft_sums(
-        pred,
-        true,
-        n,
-        ignore is not None,
-        0 if ignore is None else ignore,
-        inter,
-        ps,
-        ts,
-        stats,
-        threads(),
-    )
+    kernels.soft_sums(pred, true, classes(n, ignore), kernels.SoftSums(inter, ps, ts), stats,
+                      threads())  # fmt: skip
     return inter, ps, ts, stats
 
 
@@ -396,7 +383,8 @@ def test_soft_sums_add_into_outputs():
     inter, ps, ts = (np.ones((1, 2)) for _ in range(3))
     stats = np.zeros(kernels.N_STATS, np.int64)
     for _ in range(2):
-        kernels.soft_sums(SOFT_P, SOFT_LABELS, 2, False, 0, inter, ps, ts, stats, threads())
+        kernels.soft_sums(SOFT_P, SOFT_LABELS, classes(2), kernels.SoftSums(inter, ps, ts),
+                          stats, threads())  # fmt: skip
     np.testing.assert_array_equal(inter, [[1 + 2 * 1.75, 1 + 2 * 1.5]])
     np.testing.assert_array_equal(ps, [[1 + 2 * 2.5, 1 + 2 * 1.75]])
     np.testing.assert_array_equal(ts, [[5.0, 5.0]])
@@ -629,7 +617,8 @@ def check_shared_cases(thread_counts):
                     kernel_list.append(kernels.hard_counts)
                 for kernel in kernel_list:
                     out = outputs(b, n)
-                    kernel(pred, truth, n, True, ignore, *out, threads)
+                    kernel(pred, truth, classes(n, ignore), kernels.HardCounts(*out[:4]),
+                           out[4], threads)  # fmt: skip
                     assert_expected(out, expected)
     finally:
         numba.set_num_threads(saved)
@@ -665,9 +654,396 @@ def test_shared_kernel_one_class_threshold():
     kernel = kernels.hard_kernel(1, threads(), table_slack=0)
     assert kernel is kernels.hard_counts_shared
     out = outputs(1, 1)
-    kernel(channels_first(pred), channels_first(truth), 1, False, 0, *out, threads())
+    kernel(channels_first(pred), channels_first(truth), classes(1), kernels.HardCounts(*out[:4]),
+           out[4], threads())  # fmt: skip
     check(out, [[2]], [[3]], [[4]], [[2]])
     # Ignoring class 0 of the truth leaves pixels 2 and 4 (truth "no class"): pred 1.
     out = outputs(1, 1)
-    kernel(channels_first(pred), channels_first(truth), 1, True, 0, *out, threads())
+    kernel(channels_first(pred), channels_first(truth), classes(1, 0),
+           kernels.HardCounts(*out[:4]), out[4], threads())  # fmt: skip
     check(out, [[0]], [[1]], [[0]], [[0]], {kernels.IGNORED: 4})
+
+
+# --------------------------------------------------------------------------------------
+# Compiled signatures: the table of kernels.SIGNATURES, and nothing else.
+# --------------------------------------------------------------------------------------
+
+ROOT = Path(kernels.__file__).resolve().parents[1]
+
+
+def argument_types(pred, true, soft, n=3):
+    """The Numba types of a kernel's arguments for the slab (pred, true)."""
+    b = pred.shape[0]
+    if soft:
+        out = kernels.SoftSums(*(np.zeros((b, n)) for _ in range(3)))
+    else:
+        out = kernels.HardCounts(*(np.zeros((b, n), np.int64) for _ in range(3)),
+                                 np.zeros((n, n), np.int64))  # fmt: skip
+    args = (kernels.kernel_input(pred), kernels.kernel_input(true), kernels.Classes(n, False, 0),
+            out, np.zeros(kernels.N_STATS, np.int64), threads())  # fmt: skip
+    return tuple(numba.typeof(a) for a in args)
+
+
+def test_signature_table():
+    hard = kernels.SIGNATURES["hard_counts"]
+    soft = kernels.SIGNATURES["soft_sums"]
+    assert kernels.SIGNATURES["hard_counts_shared"] == hard
+    # Each input a label map (4 dtypes) or scores (6 dtypes, 3 or 4 dimensions); two
+    # score inputs have one shape. Soft: scores (5 dtypes) with a label map or scores.
+    assert len(hard) == 16**2 - 2 * 6 * 6
+    assert len(soft) == 2 * 5 * (4 + 5)
+    for sig in hard | soft:
+        assert [a.layout for a in sig[:2]] == ["C", "C"]
+        assert [a.mutable for a in sig[:2]] == [False, False]  # readonly inputs
+        assert [sig[3][0].mutable, sig[4].mutable] == [True, True]  # writable outputs
+    assert {s[0].dtype.name for s in hard} == set(kernels.SCORE_DTYPES)
+    assert {s[1].dtype.name for s in hard if s[1].ndim == 2} == set(kernels.LABEL_DTYPES)
+    assert {s[0].dtype.name for s in soft} == set(kernels.SOFT_SCORE_DTYPES)
+
+
+def readonly(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def unaligned(a):
+    """A copy of `a` whose data starts one byte past an aligned address."""
+    u = np.empty(a.nbytes + 1, np.uint8)[1:].view(a.dtype).reshape(a.shape)
+    u[...] = a
+    return u
+
+
+#: Layouts every input may come in, each onto the same few kernel signatures.
+INPUT_LAYOUTS = {
+    "c": lambda a: a,
+    "readonly": readonly,
+    "fortran": np.asfortranarray,
+    "strided_batch": lambda a: np.repeat(a, 2, axis=0)[::2],
+    "cropped": lambda a: np.pad(a, [(0, 0), (0, 1)] + [(0, 0)] * (a.ndim - 2))[:, :-1],
+    "byteswapped": lambda a: a.astype(a.dtype.newbyteorder()),
+    "unaligned": unaligned,
+}
+INPUT_DTYPES = ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+                "uint64", "float16", "float32", "float64"]  # fmt: skip
+
+
+def prepared_cases():
+    """(name, truth, pred, keywords, tested input) for every input dtype, layout and kind.
+
+    The tested input (``"true"`` or ``"pred"``) has the dtype and layout named; the other
+    one is a C-contiguous array the kernels read as it is.
+    """
+    rng = np.random.default_rng(80)
+    n = 3
+    labels = rng.integers(0, n, (3, 5, 7))
+    scores = rng.random((3, 5, 7, n), np.float32)
+    for dtype in INPUT_DTYPES:
+        for layout, make in INPUT_LAYOUTS.items():
+            name = f"{dtype}-{layout}"
+            if np.dtype(dtype).kind != "f":
+                label_map = make(labels.astype(dtype) if dtype != "bool" else labels > 0)
+                yield f"{name}-truth-labels", label_map, scores, {}, "true"
+                if dtype != "bool":  # two bool maps of one shape read as one-hot masks
+                    yield f"{name}-pred-labels", labels.astype(np.uint8), label_map, {
+                        "num_classes": n}, "pred"  # fmt: skip
+            typed = make(scores.astype(dtype) if dtype != "bool" else scores > 0.5)
+            first = make(np.ascontiguousarray(np.moveaxis(scores, -1, 1)).astype(dtype))
+            yield f"{name}-last", labels, typed, {}, "pred"
+            yield f"{name}-first", labels, first, {"class_axis": 1}, "pred"
+            yield f"{name}-one-hot-truth", typed, scores, {}, "true"
+            # The class axis moved in a view: read where it lies in memory (no copy).
+            yield f"{name}-moved-to-first", labels, np.moveaxis(typed, -1, 1), {
+                "class_axis": 1}, "pred"  # fmt: skip
+            yield f"{name}-moved-to-last", labels, np.moveaxis(first, 1, -1), {}, "pred"
+
+
+#: Input dtypes the kernels read without a copy (as they are, or viewed as another dtype
+#: of the same size: bool as uint8, float16 as its uint16 bits, uint64 labels as int64).
+VIEWED = {
+    "labels": {"bool", "uint8", "uint16", "int32", "int64", "uint64"},
+    "hard": {"bool", "uint8", "int32", "int64", "float16", "float32", "float64"},
+    "soft": {"bool", "uint8", "int32", "int64", "float32", "float64"},
+}
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_every_input_reaches_a_listed_signature(soft):
+    """prepare() views or converts every dtype and layout onto SIGNATURES (no kernel
+    runs here: this compiles nothing). C-contiguous inputs of a listed dtype, readonly
+    ones and those whose class axis was moved in a view are read without a copy; others
+    are converted slab by slab, within SLAB_BYTES."""
+    table = kernels.SIGNATURES["soft_sums" if soft else "hard_counts"]
+    seen = 0
+    for name, truth, pred, kw, tested in prepared_cases():
+        if soft and "pred-labels" in name:
+            continue  # soft sums need score predictions
+        prep = fastseg.inputs.prepare(truth, pred, soft=soft, **kw)
+        for _, p, t in prep.slabs():
+            assert argument_types(p, t, soft) in table, name
+            for view, convert in ((p, prep.pred_convert), (t, prep.true_convert)):
+                if convert is not None:
+                    assert view.nbytes <= fastseg.inputs.SLAB_BYTES or view.shape[0] == 1
+            seen += 1
+        dtype, layout = name.split("-")[:2]
+        kind = "labels" if name.endswith("-labels") else "soft" if soft else "hard"
+        convert = prep.pred_convert if tested == "pred" else prep.true_convert
+        other = prep.true_convert if tested == "pred" else prep.pred_convert
+        assert other is None, name
+        if layout in ("c", "readonly"):
+            assert (convert is None) == (dtype in VIEWED[kind]), name
+        elif layout in ("fortran", "strided_batch", "cropped"):
+            assert convert is not None, name
+    assert seen > 400
+
+
+def test_kernels_refuse_what_they_are_not_compiled_for():
+    """A TypeError (a ValueError for output shapes), never a new compilation."""
+    before = {name: len(getattr(f, "signatures", ())) for name, f in kernels.COMPILED.items()}
+    scores = SCORES.copy()
+    refused = [
+        (np.asfortranarray(np.repeat(scores, 2, axis=0)), np.repeat(TRUTH, 2, axis=0)),
+        (scores[:, ::2], TRUTH[:, ::2]),
+        (scores.astype(">f4"), TRUTH),
+        (scores.astype(np.float16), TRUTH),  # float16 goes in as its bits
+        (scores, TRUTH.astype(np.int16)),
+        (scores, TRUTH.astype(np.float32)),
+        (scores[..., None, None], TRUTH),
+        (scores.tolist(), TRUTH),
+    ]
+    for pred, true in refused:
+        for kernel in (kernels.hard_counts, kernels.hard_counts_shared):
+            with pytest.raises(TypeError):
+                run_hard_with(kernel, pred, true, 3)
+        with pytest.raises(TypeError):
+            run_soft_with(pred, true, 3)
+    with pytest.raises(TypeError, match="soft_sums are not compiled"):
+        run_soft_with(PRED_LABELS, TRUTH, 3)  # label-map predictions have no soft sums
+    tp, pc, tc, conf, stats = outputs(1, 3)
+    for counts, out_stats in (
+        (kernels.HardCounts(tp, pc, tc, conf[:2]), stats),
+        (kernels.HardCounts(tp[:, :2], pc, tc, conf), stats),
+        (kernels.HardCounts(tp, pc, tc, conf), stats[:5]),
+    ):
+        with pytest.raises(ValueError, match="must have shape"):
+            kernels.hard_counts(SCORES, TRUTH, classes(3), counts, out_stats, threads())
+    with pytest.raises(TypeError, match="writable C-contiguous int64"):
+        kernels.hard_counts(SCORES, TRUTH, classes(3), kernels.HardCounts(tp, pc, tc, conf.T),
+                            stats, threads())  # fmt: skip
+    after = {name: len(getattr(f, "signatures", ())) for name, f in kernels.COMPILED.items()}
+    assert after == before
+
+
+def run_hard_with(kernel, pred, true, n):
+    tp, pc, tc, conf, stats = outputs(np.shape(pred)[0], n)
+    kernel(pred, true, classes(n), kernels.HardCounts(tp, pc, tc, conf), stats, threads())
+
+
+def run_soft_with(pred, true, n):
+    sums = kernels.SoftSums(*(np.zeros((np.shape(pred)[0], n)) for _ in range(3)))
+    kernels.soft_sums(pred, true, classes(n), sums, np.zeros(kernels.N_STATS, np.int64),
+                      threads())  # fmt: skip
+
+
+def entry_points(monkeypatch):
+    """name -> f(truth, pred, keywords): every way into the kernels, with a comparable result."""
+    n = 4
+
+    def shared(t, p, kw):
+        with monkeypatch.context() as m:
+            m.setattr(kernels, "TABLE_SLACK", 0)
+            return fastseg.counts(t, p, **kw)
+
+    def accumulator(t, p, kw):
+        kw = {k: v for k, v in kw.items() if k != "num_classes"}
+        return fastseg.Accumulator(n, **kw).update(t, p).counts
+
+    def evaluate(t, p, kw):
+        return fastseg.evaluate(p, t, progress=False, workers=1, **kw).counts
+
+    def post(t, p, kw):
+        kw = {k: v for k, v in kw.items() if k != "num_classes"}
+        return fastseg.metrics(t, p, "iou", num_classes=n, **kw)
+
+    return {
+        "counts": lambda t, p, kw: fastseg.counts(t, p, **kw),
+        "soft": lambda t, p, kw: fastseg.counts(t, p, soft=True, **kw),
+        "shared": shared,
+        "post": post,
+        "accumulator": accumulator,
+        "evaluate": evaluate,
+    }
+
+
+def same(a, b):
+    if isinstance(a, fastseg.Counts):
+        return a == b
+    return bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
+
+
+@pytest.mark.slow
+def test_layouts_and_entry_points_compile_nothing_new(monkeypatch):
+    """Every entry point, on inputs of every layout: the results equal those of
+    C-contiguous inputs, and no kernel specialisation beyond theirs is compiled (nor
+    anything outside SIGNATURES)."""
+    rng = np.random.default_rng(90)
+    n = 4
+    truth = rng.integers(0, n, (3, 20, 30)).astype(np.uint8)
+    scores = rng.random((3, 20, 30, n), np.float32)
+    first = np.ascontiguousarray(np.moveaxis(scores, -1, 1))
+    cases = {
+        "last": (scores, {}),
+        "first": (first, {"class_axis": 1}),
+        "float16": (scores.astype(np.float16), {}),
+        "labels": (scores.argmax(-1), {"num_classes": n}),
+    }
+    entries = entry_points(monkeypatch)
+
+    def skip(entry, case):
+        return (entry == "soft" and case == "labels") or (entry == "post" and case == "first")
+
+    expected = {}
+    for entry, f in entries.items():
+        for case, (pred, kw) in cases.items():
+            if not skip(entry, case):
+                expected[entry, case] = f(truth, pred, kw)
+    compiled = {name: set(getattr(f, "signatures", ())) for name, f in kernels.COMPILED.items()}
+    layouts = {k: v for k, v in INPUT_LAYOUTS.items() if k != "c"}
+    for entry, f in entries.items():
+        for case, (pred, kw) in cases.items():
+            if skip(entry, case):
+                continue
+            for layout, make in layouts.items():
+                got = f(make(truth), make(pred), kw)
+                assert same(got, expected[entry, case]), (entry, case, layout)
+        # The class axis moved in a view (channels-last memory read as channels-first).
+        if entry != "post":
+            got = f(truth, np.moveaxis(scores, -1, 1), {"class_axis": 1})
+            assert same(got, expected[entry, "last"]), entry
+    now = {name: set(getattr(f, "signatures", ())) for name, f in kernels.COMPILED.items()}
+    assert now == compiled
+    assert kernels.unlisted_signatures() == {name: [] for name in kernels.COMPILED}
+
+
+# --------------------------------------------------------------------------------------
+# Numba options live in kernels.py, whose timestamp keys Numba's cache: an edit of an
+# option invalidates the cached machine code.
+# --------------------------------------------------------------------------------------
+
+_PROBE = '''
+
+@njit(**HELPER)
+def _option_probe(a, b):
+    return a // b
+'''
+
+_RUN_PROBE = """
+import kernels
+try:
+    print(kernels._option_probe(7, 0))
+except ZeroDivisionError:
+    print("ZeroDivisionError")
+print(kernels._option_probe.stats.cache_hits[kernels._option_probe.signatures[0]])
+"""
+
+
+def test_an_edited_numba_option_takes_effect(tmp_path):
+    """A copy of kernels.py with a probe compiled under HELPER (integer division by 0):
+    NumPy's error model gives 0 (and a second process loads it from the cache); with the
+    option edited to Python's, the next process raises: the cache did not keep the old
+    machine code."""
+    source = Path(kernels.__file__).read_text()
+    assert 'from fastseg' not in source  # every option is in the file itself
+    copy = tmp_path / "kernels.py"
+    copy.write_text(source + _PROBE)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_DISABLE_JIT", None)
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", _RUN_PROBE], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.split()
+
+    assert run() == ["0", "0"]  # compiled
+    assert run() == ["0", "1"]  # loaded from the cache
+    edited = source.replace('"error_model": "numpy"', '"error_model": "python"', 1)
+    assert edited != source
+    copy.write_text(edited + _PROBE)
+    stat = copy.stat()
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # an edit a second later
+    assert run() == ["ZeroDivisionError", "0"]
+
+
+# --------------------------------------------------------------------------------------
+# NUMBA_DISABLE_JIT=1: the kernels run as plain Python (to step through them in pdb).
+# --------------------------------------------------------------------------------------
+
+_NO_JIT = """
+import numpy as np
+import fastseg
+from fastseg import kernels
+
+assert not hasattr(kernels.COMPILED["hard_counts"], "signatures")  # plain Python
+rng = np.random.default_rng(5)
+n = 5
+truth = rng.integers(0, n + 1, (2, 6, 7)).astype(np.uint8)  # label n is ignored
+keep = truth != n
+scores = rng.standard_normal((2, 6, 7, n)).astype(np.float32)
+scores[0, 0, 0, :] = -0.0
+half = scores.astype(np.float16)
+labels = half.astype(np.float32).argmax(-1)
+
+
+def expected(pred_labels):
+    t, p = truth[keep].astype(np.int64), pred_labels[keep]
+    return np.bincount(t * n + p, minlength=n * n).reshape(n, n)
+
+
+def confusion(pred, **kw):
+    return fastseg.confusion_matrix(truth, pred, ignore_index=n, **kw)
+
+
+first = np.ascontiguousarray(np.moveaxis(half, -1, 1))
+inside = np.ascontiguousarray(np.moveaxis(scores, -1, 2))
+cases = {
+    "labels": (confusion(labels, num_classes=n), labels),
+    "channels-last": (confusion(scores), scores.argmax(-1)),
+    "channels-last float16": (confusion(half), labels),
+    "channels-first float16": (confusion(first, class_axis=1), labels),
+    "class axis inside": (confusion(inside, class_axis=2), scores.argmax(-1)),
+    "channels-last, many classes": (None, None),
+}
+wide = rng.standard_normal((2, 6, 7, 40)).astype(np.float32)
+wide_truth = rng.integers(0, 40, (2, 6, 7))
+got = fastseg.confusion_matrix(wide_truth, wide)
+want = np.bincount(wide_truth.ravel() * 40 + wide.argmax(-1).ravel(), minlength=1600)
+cases["channels-last, many classes"] = (got, want.reshape(40, 40))
+for name, (got, want) in cases.items():
+    if name != "channels-last, many classes":
+        want = expected(want)
+    assert (got == want).all(), name
+
+kernels.TABLE_SLACK = 0  # the shared-table kernel
+assert (confusion(scores) == expected(scores.argmax(-1))).all(), "shared"
+kernels.TABLE_SLACK = 16 * 2**20
+
+probs = rng.random((2, 6, 7, n))
+soft = fastseg.counts(truth, probs, soft=True, ignore_index=n)
+one_hot = np.eye(n)[np.where(keep, truth, 0)] * keep[..., None]
+assert np.allclose(soft.tp, (probs * one_hot).sum((1, 2)))
+assert np.allclose(soft.pred, (probs * keep[..., None]).sum((1, 2)))
+assert np.allclose(soft.true, np.bincount(
+    (np.arange(2)[:, None, None] * n + truth)[keep], minlength=2 * n).reshape(2, n))
+print("ok")
+"""
+
+
+def test_kernels_run_as_python_with_jit_disabled():
+    """Counts of tiny inputs of each kind equal np.bincount with NUMBA_DISABLE_JIT=1."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "PYTHONPATH": path}
+    run = subprocess.run([sys.executable, "-c", _NO_JIT], env=env, capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "ok"
