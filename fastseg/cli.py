@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import re
+import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -35,6 +37,20 @@ log = logging.getLogger("fastseg")
 #: File name written by ``--plot DIR/``.
 PLOT_NAME = "report.png"
 
+#: ``fastseg demo``'s defaults: images, image size and classes of the Zarr store, and
+#: (``--folders``) images (and volumes), Cityscapes-like image size and the volumes'
+#: classes; the volumes' largest size (D, H, W).
+DEMO_ZARR = (24, (256, 256), 6)
+DEMO_FOLDERS = (6, (512, 1024), 4)
+DEMO_VOLUME = (48, 96, 96)
+#: Cityscapes' label id of "road": the background of the demo's street scenes.
+ROAD = 7
+#: The file marking a ``--keep`` folder as the demo's, so a later demo may replace its data.
+DEMO_MARK = ".fastseg-demo"
+#: What the demo writes in its folder; only these are replaced when the demo runs again.
+DEMO_PARTS = ("demo.zarr", "cityscapes", "nnunet")
+_DEMO_NAMES = dict(zip(("zarr", "cityscapes", "nnunet"), DEMO_PARTS, strict=True))
+
 EVALUATE_EXAMPLES = """\
 examples:
   fastseg evaluate preds.zarr labels.zarr --ignore-index 255
@@ -47,8 +63,16 @@ examples:
   fastseg evaluate nnunet_pred/ labelsTs/ --num-classes 4      # case_0001.nii.gz pairs
   fastseg evaluate 'preds/*.png' @truth_files.txt --num-classes 21
   fastseg evaluate results/ gtFine/val/ --dataset cityscapes --format cityscapes
+  fastseg evaluate results/ gtFine/val/ --dataset cityscapes --instances   # + iIoU
   fastseg evaluate preds/ annotations/validation/ --dataset ade20k --format csv
   fastseg evaluate predsTs/ labelsTs/ --dataset dataset.json --format per-case
+"""
+
+DEMO_EXAMPLES = """\
+examples:
+  fastseg demo                       # a Zarr store of scores and labels
+  fastseg demo --folders             # Cityscapes-like PNGs and nnU-Net-like NIfTI volumes
+  fastseg demo --folders --keep demo/ --format cityscapes
 """
 
 SYNTH_EXAMPLES = """\
@@ -93,26 +117,53 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="build a small synthetic Zarr data set and evaluate it",
-        description="Write a small synthetic data set (shapes, noisy softmax scores, an "
-        "ignore region, a class never present) to a temporary folder and evaluate it with "
-        "the same code path as 'fastseg evaluate'.",
+        help="build a small synthetic data set and evaluate it (Zarr; --folders: PNG and "
+        "NIfTI files)",
+        description="Write a small synthetic data set, evaluate it with 'fastseg evaluate' and\n"
+        "print the command to type for your own data. By default a Zarr store of scores\n"
+        "and labels (shapes, noisy softmax scores, an ignore region, a class never\n"
+        "present); with --folders a Cityscapes-like folder of PNG label ids (truth in city\n"
+        "sub-folders, evaluated with --dataset cityscapes) and an nnU-Net-like folder of\n"
+        "NIfTI volumes with its dataset.json. The data is written to a temporary folder,\n"
+        "deleted at the end, unless --keep DIR.",
+        epilog=DEMO_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--images", type=int, default=24, help="images (default 24)")
+    demo.add_argument(
+        "--folders",
+        action="store_true",
+        help="folders of files instead of a Zarr store: Cityscapes-like PNGs (needs the "
+        "images extra) and nnU-Net-like NIfTI volumes (needs the nifti extra)",
+    )
+    demo.add_argument(
+        "--images",
+        type=int,
+        metavar="N",
+        help=f"images (default {DEMO_ZARR[0]}; --folders: {DEMO_FOLDERS[0]} images and as "
+        "many volumes)",
+    )
     demo.add_argument(
         "--size",
         type=int,
         nargs=2,
-        default=(256, 256),
         metavar=("H", "W"),
-        help="image size (default 256 256)",
+        help=f"image size (default {DEMO_ZARR[1][0]} {DEMO_ZARR[1][1]}; --folders: the "
+        f"Cityscapes-like images, default {DEMO_FOLDERS[1][0]} {DEMO_FOLDERS[1][1]}; the "
+        f"volumes are at most {' x '.join(map(str, DEMO_VOLUME))})",
     )
-    demo.add_argument("--classes", type=int, default=6, help="classes (default 6)")
+    demo.add_argument(
+        "--classes",
+        type=int,
+        metavar="N",
+        help=f"classes (default {DEMO_ZARR[2]}; --folders: the volumes' classes, default "
+        f"{DEMO_FOLDERS[2]}; the Cityscapes-like images have Cityscapes' ids)",
+    )
     demo.add_argument(
         "--keep",
         type=Path,
         metavar="DIR",
-        help="write the data set here and keep it (default: a temporary folder)",
+        help="write the data here and keep it (a new or empty folder, or one an earlier "
+        "demo wrote); default: a temporary folder, deleted at the end",
     )
     _output_arguments(demo)
 
@@ -305,6 +356,22 @@ def _dataset_arguments(ev: argparse.ArgumentParser) -> None:
         help="mmsegmentation's reduce_zero_label on the truth: id 0 is ignored, id k is "
         "class k-1 (needs --ignore-index, e.g. 255)",
     )
+    ev.add_argument(
+        "--instances",
+        nargs="?",
+        const=True,
+        metavar="PATH",
+        help="instance-id maps of the truth (Cityscapes' *_gtFine_instanceIds.png) for the "
+        "instance-weighted iIoU: alone, beside each truth file (named by --instance-suffix); "
+        "or a folder, quoted glob or @LIST paired with the truth by id. Put it after PRED "
+        "TRUE. Needs average instance sizes (--dataset cityscapes has them)",
+    )
+    ev.add_argument(
+        "--instance-suffix",
+        metavar="SUFFIX",
+        help="name ending of the instance-id files (default: the --dataset's; Cityscapes "
+        "_gtFine_instanceIds.png)",
+    )
 
 
 def _class_names_file(path: str | None) -> list[str] | None:
@@ -392,10 +459,17 @@ def _run_evaluate(args: argparse.Namespace, pred: str, true: str) -> int:
         label_map=getattr(args, "label_map", None),
         label_map_pred=getattr(args, "label_map_pred", None),
         reduce_zero_label=True if getattr(args, "reduce_zero_label", False) else None,
+        instances=_instances_arg(getattr(args, "instances", None)),
+        instance_suffix=getattr(args, "instance_suffix", None),
     )
     log.info("evaluated %s images in %.2f s", report.n_images, time.perf_counter() - started)
     _emit(report, args, output, plot)
     return 0
+
+
+def _instances_arg(value: str | bool | None) -> str | list[str] | bool | None:
+    """``--instances``: None (absent), True (beside the truth), or files (``@LIST`` read)."""
+    return _file_list(value) if isinstance(value, str) else value
 
 
 def _file_list(arg: str) -> str | list[str]:
@@ -554,19 +628,173 @@ def _run_synth(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="fastseg-demo-") as tmp:
-        root = args.keep if args.keep is not None else Path(tmp)
-        path = root / "demo.zarr"
-        write_dataset(
-            path, images=args.images, size=tuple(args.size), classes=args.classes, overwrite=True
+    """Write the demo's data, evaluate it as ``fastseg evaluate`` does, say how to run it.
+
+    Each part (the Zarr store; with ``--folders`` the Cityscapes-like PNGs and the
+    nnU-Net-like NIfTI volumes) is evaluated by parsing the very ``evaluate`` command that
+    is printed, the demo's output options appended. Paths are printed only when they
+    outlive the command (``--keep``).
+    """
+    if args.images is not None and args.images < 1:
+        raise UsageError(f"--images {args.images}: at least 1 image")
+    if args.folders and (args.output is not None or args.plot is not None):
+        raise UsageError(
+            "fastseg demo --folders prints two reports; --output and --plot take one: run "
+            "the 'fastseg evaluate' command it prints with them (and --keep DIR)"
         )
-        sys.stderr.write(
-            f"fastseg demo: {args.images} synthetic images of {args.size[0]}x{args.size[1]}, "
-            f"{args.classes} classes (float16 scores, class {args.classes - 1} never present, "
-            f"an ignore region labelled 255) in {path}\n"
+    parts = ["zarr"]
+    if args.folders:
+        parts = _demo_folder_parts()
+    if args.keep is None:
+        with tempfile.TemporaryDirectory(prefix="fastseg-demo-") as tmp:
+            code = _run_demo_parts(parts, Path(tmp), args, kept=False)
+        _say("the data was in a temporary folder, now deleted; --keep DIR keeps it")
+    else:
+        code = _run_demo_parts(parts, _demo_folder(args.keep, parts), args, kept=True)
+    if not args.folders:
+        _say("'fastseg demo --folders' does the same with folders of PNG and NIfTI files")
+    return code
+
+
+def _say(text: str) -> None:
+    """A line of the demo's narration on stderr, after the report lines written so far."""
+    sys.stdout.flush()
+    sys.stderr.write(f"fastseg demo: {text}\n")
+    sys.stderr.flush()
+
+
+def _demo_folder_parts() -> list[str]:
+    """The parts of ``--folders`` whose readers are installed; a note for each missing one."""
+    from fastseg.readers import require
+
+    parts = []
+    for part, fmt in (("cityscapes", "png"), ("nnunet", "nifti")):
+        try:
+            require(fmt)  # Pillow, which also writes the PNGs; nibabel
+        except MissingReaderError as exc:
+            _say(f"skipping the {'PNG' if fmt == 'png' else 'NIfTI'} folders: {exc}")
+        else:
+            parts.append(part)
+    if not parts:
+        raise UsageError(
+            "fastseg demo --folders needs a reader of PNG or NIfTI files: pip install "
+            "'fastseg[images,nifti]'"
         )
-        args.ignore_index = 255
-        return _run_evaluate(args, str(path), str(path))
+    return parts
+
+
+def _demo_folder(keep: Path, parts: list[str]) -> Path:
+    """The ``--keep`` folder, checked: new, empty, or written by an earlier demo.
+
+    An earlier demo's data of the `parts` about to be written is removed, so that no
+    stale file pairs with the new ones (its other parts are kept); a folder holding
+    anything else is refused, never emptied.
+    """
+    root = keep.expanduser()
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--keep {keep}: is a file, not a folder")
+    if root.is_dir() and any(root.iterdir()):
+        if not (root / DEMO_MARK).is_file():
+            raise UsageError(
+                f"--keep {keep}: the folder holds files fastseg demo did not write; give a "
+                "new or empty folder"
+            )
+        for part in parts:
+            old = root / _DEMO_NAMES[part]
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            elif old.exists() or old.is_symlink():
+                old.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARK).write_text(
+        "Written by 'fastseg demo --keep'; a later demo with this folder replaces "
+        + ", ".join(DEMO_PARTS)
+        + ".\n",
+        encoding="utf-8",
+    )
+    return root
+
+
+def _demo_data(part: str, root: Path, args: argparse.Namespace) -> tuple[str, list[str], list[str]]:
+    """Write one part's data under `root`.
+
+    Returns what it is, the ``evaluate`` arguments that score it, and those arguments for
+    data of one's own (the same options, the paths of the usual layout).
+    """
+    defaults = DEMO_FOLDERS if args.folders else DEMO_ZARR
+    images = defaults[0] if args.images is None else args.images
+    h, w = defaults[1] if args.size is None else args.size
+    classes = defaults[2] if args.classes is None else args.classes
+    if part == "zarr":
+        path = str(root / "demo.zarr")
+        write_dataset(path, images=images, size=(h, w), classes=classes)
+        said = (
+            f"{images} synthetic images of {h}x{w}, {classes} classes (float16 scores, class "
+            f"{classes - 1} never present, an ignore region labelled 255) in a Zarr store"
+        )
+        ignore = ["--ignore-index", "255"]  # also the store's attribute; not your store's
+        return said, [path, path, *ignore], ["preds.zarr", "labels.zarr", *ignore]
+    if part == "cityscapes":
+        from fastseg.synth import write_cityscapes
+
+        folder = root / "cityscapes"
+        write_cityscapes(folder, images, (h, w), background=ROAD)
+        said = (
+            f"{images} Cityscapes-like images of {h}x{w}: truth labelIds PNGs in city "
+            "folders (gtFine/val/<city>/*_gtFine_labelIds.png), predictions in labelIds "
+            "(results/*_leftImg8bit.png); void ids are ignored"
+        )
+        run = [str(folder / "results"), str(folder / "gtFine" / "val"), "--dataset", "cityscapes"]
+        return said, run, ["results/", "gtFine/val/", "--dataset", "cityscapes"]
+    from fastseg.synth import write_nnunet
+
+    folder = root / "nnunet"
+    write_nnunet(folder, images, DEMO_VOLUME, classes=classes)
+    said = (
+        f"{images} nnU-Net-like volumes of up to {' x '.join(map(str, DEMO_VOLUME))} "
+        f"voxels, {classes} classes: truth and predicted NIfTI files of one name "
+        "(labelsTs/case_0000.nii.gz, pred/case_0000.nii.gz) and dataset.json"
+    )
+    run = [str(folder / "pred"), str(folder / "labelsTs"), "--dataset",
+           str(folder / "dataset.json")]  # fmt: skip
+    return said, run, ["nnUNet_predictions/", "labelsTs/", "--dataset", "Dataset001/dataset.json"]
+
+
+def _demo_flags(args: argparse.Namespace) -> list[str]:
+    """The demo's output options, as ``fastseg evaluate`` flags."""
+    flags = []
+    if args.preset is not None:
+        flags += ["--preset", args.preset]
+    if args.exclude_class is not None:
+        flags += ["--exclude-class", *args.exclude_class]
+    if args.per_image:
+        flags.append("--per-image")
+    if args.format != "table":
+        flags += ["--format", args.format]
+    if args.output is not None:
+        flags += ["--output", args.output]
+    if args.plot is not None:
+        flags += ["--plot", args.plot]
+    if args.no_progress:
+        flags.append("--no-progress")
+    if args.verbose:
+        flags.append("-v")
+    return flags
+
+
+def _run_demo_parts(parts: list[str], root: Path, args: argparse.Namespace, kept: bool) -> int:
+    code = 0
+    for part in parts:
+        said, run, yours = _demo_data(part, root, args)
+        _say(said + (f", in {root / _DEMO_NAMES[part]}" if kept else ""))
+        flags = _demo_flags(args)
+        argv = ["evaluate", *run, *flags]
+        evaluate_args = _parser().parse_args(argv)
+        code = max(code, _run_evaluate(evaluate_args, evaluate_args.pred, evaluate_args.true))
+        if kept:
+            _say(f"to run it again: {shlex.join(['fastseg', *argv])}")
+        _say(f"on your own data: {shlex.join(['fastseg', 'evaluate', *yours, *flags])}")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 One statistic, one merge: :class:`Counts` holds the per-image counts of a run of
 consecutive images (from :attr:`Counts.first_image` on) and :meth:`Counts.merge` is the
 only way counts are combined: ``+``, the streaming :class:`~fastseg.stream.Accumulator`
-and the Dask reduction of :func:`fastseg.evaluate` all go through it.
+and the Dask reduction of :func:`fastseg.evaluate` all go through it. Its optional
+instance sums (:attr:`Counts.instances`, Cityscapes' iIoU) travel, merge and are saved
+with it.
 
 Counts, accumulators and checkpoint blocks are all saved by :func:`save_counts` (over
 :func:`save_versioned`) and read by :func:`load_versioned` and :func:`counts_from_arrays`:
@@ -28,9 +30,16 @@ from typing import Any
 import numpy as np
 
 from fastseg._files import save_npz
+from fastseg.instances import InstanceSums
 
-#: Version of the ``.npz`` layout written by :meth:`Counts.save`.
-FORMAT_VERSION = 1
+#: Version of the ``.npz`` layout written by :meth:`Counts.save`: 2 adds the optional
+#: instance sums (:attr:`Counts.instances`); counts without them are still written as
+#: version 1, the same layout, so any fastseg reads them.
+FORMAT_VERSION = 2
+#: The version of counts files without instance sums.
+_PLAIN_VERSION = 1
+#: Arrays of the instance sums (:class:`~fastseg.instances.InstanceSums`) in files.
+INSTANCE_ARRAYS = ("instance_fractions", "instance_count")
 _FORMAT = "fastseg.counts"
 #: Metadata key of :attr:`Counts.first_image` in files holding counts (absent means 0).
 FIRST_IMAGE_KEY = "b0"
@@ -66,9 +75,11 @@ def save_counts(
 ) -> Path:
     """Write `counts` (and any other `arrays`) with :func:`save_versioned`, atomically.
 
-    Arrays ``tp``, ``pred``, ``true`` and, when there is one, ``confusion``; ``meta``
-    holds `meta`, then ``ignored``, ``soft`` and, when it is not 0, the first image
-    (:data:`FIRST_IMAGE_KEY`). :func:`counts_from_arrays` reads them back. Returns the path.
+    Arrays ``tp``, ``pred``, ``true`` and, when there is one, ``confusion``, and with
+    instance sums ``instance_fractions`` (N x N float64) and ``instance_count`` (N int64);
+    ``meta`` holds `meta`, then ``ignored``, ``soft`` and, when it is not 0, the first
+    image (:data:`FIRST_IMAGE_KEY`). :func:`counts_from_arrays` reads them back. Returns
+    the path.
     """
     header = {**meta, "ignored": int(counts.ignored), "soft": counts.soft}
     if counts.first_image:
@@ -76,6 +87,9 @@ def save_counts(
     held = {"tp": counts.tp, "pred": counts.pred, "true": counts.true}
     if counts.confusion is not None:
         held["confusion"] = counts.confusion
+    if counts.instances is not None:
+        held[INSTANCE_ARRAYS[0]] = counts.instances.fractions
+        held[INSTANCE_ARRAYS[1]] = counts.instances.instances
     return save_versioned(path, fmt, version, header, {**held, **(arrays or {})})
 
 
@@ -253,8 +267,9 @@ def counts_from_arrays(
 ) -> Counts:
     """The :class:`Counts` held by a loaded file (written by :func:`save_counts`), checked.
 
-    `arrays` and `meta` are what :func:`load_versioned` returned: the counts' arrays, and
-    their ``ignored`` pixels and first image (:data:`FIRST_IMAGE_KEY`, absent means 0).
+    `arrays` and `meta` are what :func:`load_versioned` returned: the counts' arrays (the
+    instance sums' :data:`INSTANCE_ARRAYS` both or neither), and their ``ignored`` pixels
+    and first image (:data:`FIRST_IMAGE_KEY`, absent means 0).
     `soft` None infers hard or soft from the arrays' dtype. With `strict`, hard counts
     must be int64 with an int64 confusion matrix and soft sums float64 without one (the
     layout fastseg's own accumulators and checkpoint blocks write); otherwise any
@@ -291,10 +306,17 @@ def counts_from_arrays(
     if isinstance(ignored, bool) or not isinstance(ignored, int) or ignored < 0:
         raise corrupt_file(path, what, f"ignored pixels {ignored!r} is not a count")
     first_image = meta.get(FIRST_IMAGE_KEY, 0)
+    held = [k for k in INSTANCE_ARRAYS if k in arrays]
+    if held and len(held) != len(INSTANCE_ARRAYS):
+        absent = [k for k in INSTANCE_ARRAYS if k not in arrays]
+        raise corrupt_file(path, what, f"instance sums without {', '.join(absent)}")
     try:
+        instances = None
+        if held:
+            instances = InstanceSums(*(arrays[k] for k in INSTANCE_ARRAYS))
         return Counts(
             tp=tp, pred=pred, true=true, confusion=confusion, ignored=ignored,
-            first_image=first_image)  # fmt: skip
+            first_image=first_image, instances=instances)  # fmt: skip
     except ValueError as exc:
         raise corrupt_file(path, what, str(exc)) from exc
 
@@ -327,6 +349,10 @@ class Counts:
         Index of the image row 0 stands for: row ``i`` counts image ``first_image + i``
         of the data set (a block of :func:`fastseg.evaluate` that starts at image 40 has
         ``first_image=40``). :meth:`merge` places rows by it.
+    instances : InstanceSums or None, keyword only
+        Instance tallies of these images, summed (data-set values, like `confusion`):
+        what Cityscapes' iIoU is computed from (:mod:`fastseg.instances`); None when no
+        instance-id map was counted. Hard counts only.
 
     Notes
     -----
@@ -343,6 +369,7 @@ class Counts:
     ignored: int = 0
     _: KW_ONLY
     first_image: int = 0
+    instances: InstanceSums | None = None
 
     def __post_init__(self) -> None:
         first = self.first_image
@@ -357,6 +384,17 @@ class Counts:
         n = self.tp.shape[1]
         if self.confusion is not None and self.confusion.shape != (n, n):
             raise ValueError(f"confusion must be ({n}, {n}); got {self.confusion.shape}")
+        if self.instances is not None:
+            if not isinstance(self.instances, InstanceSums):
+                raise TypeError(
+                    f"instances must be InstanceSums; got {type(self.instances).__name__}"
+                )
+            if self.instances.num_classes != n:
+                raise ValueError(
+                    f"instance sums of {self.instances.num_classes} classes for counts of {n}"
+                )
+            if self.confusion is None:
+                raise ValueError("instance sums need hard counts (with a confusion matrix)")
 
     @property
     def soft(self) -> bool:
@@ -408,6 +446,7 @@ class Counts:
             confusion=self.confusion,
             ignored=self.ignored,
             first_image=self.first_image,
+            instances=self.instances,
         )
 
     @classmethod
@@ -419,9 +458,11 @@ class Counts:
         row, and images between the parts that none of them covers get zero rows. The
         result runs from the smallest `first_image` to the largest end; confusion
         matrices add up (the result has one only when every part has one), and so do the
-        ignored pixels. ``a + b``, the :class:`~fastseg.stream.Accumulator` (updates,
-        ``+``, data-set totals) and the Dask reduction of :func:`fastseg.evaluate` all
-        merge through here.
+        ignored pixels and the instance sums (the result has them when a part has them;
+        a part without them must then have counted nothing, e.g. the zero rows of images
+        skipped, since adding counts that tallied no instances would misstate them).
+        ``a + b``, the :class:`~fastseg.stream.Accumulator` (updates, ``+``, data-set
+        totals) and the Dask reduction of :func:`fastseg.evaluate` all merge through here.
 
         Parts are added in the order given. Integer counts are exact, so any split of
         the data, any order of the parts and any tree of merges give the same counts;
@@ -432,7 +473,8 @@ class Counts:
         Raises
         ------
         ValueError
-            For no part, or parts of different class counts or of hard and soft counts.
+            For no part, parts of different class counts or of hard and soft counts, or
+            parts with instance sums merged with parts that counted pixels without them.
         TypeError
             For a part that is not a :class:`Counts`.
         """
@@ -473,7 +515,8 @@ class Counts:
                 confusion += m
         return cls(
             tp=rows("tp"), pred=rows("pred"), true=rows("true"), confusion=confusion,
-            ignored=sum(int(p.ignored) for p in parts), first_image=start)  # fmt: skip
+            ignored=sum(int(p.ignored) for p in parts), first_image=start,
+            instances=_merged_instances(parts))  # fmt: skip
 
     def __add__(self, other: Counts) -> Counts:
         if not isinstance(other, Counts):
@@ -487,8 +530,13 @@ class Counts:
             same_confusion = self.confusion is None and other.confusion is None
         else:
             same_confusion = np.array_equal(self.confusion, other.confusion)
+        if self.instances is None or other.instances is None:
+            same_instances = self.instances is None and other.instances is None
+        else:
+            same_instances = self.instances == other.instances
         return (
             same_confusion
+            and same_instances
             and self.ignored == other.ignored
             and self.first_image == other.first_image
             and all(
@@ -502,12 +550,15 @@ class Counts:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the counts to an ``.npz`` file at `path`, atomically.
 
-        Format (version :data:`FORMAT_VERSION`, :func:`save_counts`): arrays ``tp``,
-        ``pred``, ``true`` and, when there is one, ``confusion``; ``meta`` holds
-        ``format: "fastseg.counts"``, ``version``, ``ignored``, ``soft`` and, when it is
-        not 0, ``b0`` (:attr:`first_image`). No suffix is added to `path`.
+        Format (:func:`save_counts`): arrays ``tp``, ``pred``, ``true`` and, when there is
+        one, ``confusion``; ``meta`` holds ``format: "fastseg.counts"``, ``version``,
+        ``ignored``, ``soft`` and, when it is not 0, ``b0`` (:attr:`first_image`). Version
+        1 without instance sums; with them, version 2 (:data:`FORMAT_VERSION`), which adds
+        ``instance_fractions`` and ``instance_count`` (a fastseg that reads only version
+        1 refuses such a file rather than drop them). No suffix is added to `path`.
         """
-        save_counts(path, self, _FORMAT, FORMAT_VERSION, {})
+        version = _PLAIN_VERSION if self.instances is None else FORMAT_VERSION
+        save_counts(path, self, _FORMAT, version, {})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Counts:
@@ -519,8 +570,25 @@ class Counts:
             Naming the file and the problem, for a missing, damaged or foreign file,
             another format version, or arrays that disagree with the metadata.
         """
-        meta, arrays = load_versioned(path, _FORMAT, (FORMAT_VERSION,), what="counts")
+        meta, arrays = load_versioned(
+            path, _FORMAT, (_PLAIN_VERSION, FORMAT_VERSION), what="counts"
+        )
         soft = meta.get("soft")  # absent from files written before fastseg recorded it
         if soft is not None and not isinstance(soft, bool):
             raise corrupt_file(path, "counts", f"soft is {soft!r}, not true or false")
         return counts_from_arrays(path, "counts", arrays, meta, soft=soft)
+
+
+def _merged_instances(parts: list[Counts]) -> InstanceSums | None:
+    """The instance sums of merged `parts` (see :meth:`Counts.merge`), or None."""
+    held = [p.instances for p in parts if p.instances is not None]
+    if not held:
+        return None
+    if len(held) != len(parts):
+        for p in parts:
+            if p.instances is None and (p.true.any() or p.pred.any() or p.ignored):
+                raise ValueError(
+                    "cannot merge counts with instance sums and counts of pixels without "
+                    "them: the merged instance sums would leave those images out"
+                )
+    return InstanceSums.merge(held)

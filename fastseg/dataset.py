@@ -30,6 +30,9 @@ from fastseg.checkpoint import BlockFile, Checkpoint, load_block, save_block
 from fastseg.counts import Counts
 from fastseg.dataset_presets import DatasetPreset, dataset_preset
 from fastseg.inputs import label_map_options, prepare
+from fastseg.instances import check_options as check_instance_options
+from fastseg.instances import resolve_instance_sizes
+from fastseg.labelmaps import Lookup
 from fastseg.policy import Policy, resolve_groups, resolve_policy
 from fastseg.report import Report
 from fastseg.stores import Source, chunk_region, iter_block_indices, missing_chunks, open_source
@@ -310,6 +313,8 @@ def plan(
     label_map: Any = None,
     label_map_pred: Any = None,
     reduce_zero_label: bool = False,
+    instances: Any = None,
+    instance_suffix: str | None = None,
 ) -> Plan:
     """Check both inputs and every option, and build the lazy evaluation; nothing is computed.
 
@@ -340,6 +345,8 @@ def plan(
     }
     from fastseg.pairing import is_file_input
 
+    if instances is not None and instances is not False:
+        check_instance_options(options)
     if is_file_input(pred) or is_file_input(true):  # folders, globs, lists of files
         from fastseg.filesource import plan_files
 
@@ -347,7 +354,13 @@ def plan(
             pred, true, options=options, pred_suffix=pred_suffix, true_suffix=true_suffix,
             pred_array=pred_array, true_array=true_array, storage_options=storage_options,
             class_names=class_names, missing=missing, checkpoint=checkpoint,
-            kernel_threads=kernel_threads, policy=policy, preset=preset)  # fmt: skip
+            kernel_threads=kernel_threads, policy=policy, preset=preset, instances=instances,
+            instance_suffix=instance_suffix)  # fmt: skip
+    if instances is not None and instances is not False:
+        raise ValueError(
+            "instances= pairs instance-id files with the truth files by name, but the truth "
+            "is not a folder, glob or list of files"
+        )
     for name, suffix in (("pred", pred_suffix), ("true", true_suffix)):
         if suffix is not None:
             raise ValueError(
@@ -448,7 +461,8 @@ def plan(
     return Plan(
         root, int(p_arr.shape[0]), n, soft, meta, names, policy=policy, preset=preset,
         options=options, parts=parts, counting=frozenset(counting),
-        example=(_example(p_src, pred_kind, axis), _example(t_src, true_kind, axis)),
+        example=_valid_example(_example(p_src, pred_kind, axis),
+                               _example(t_src, true_kind, axis), options),
         kinds=(pred_kind, true_kind), class_axis=axis, checkpoint=ckpt)  # fmt: skip
 
 
@@ -535,11 +549,63 @@ def _class_names(
 
 
 def _example(source: Source, kind: str, axis: int | None) -> np.ndarray:
-    """A tiny zero array made like the blocks of `source`: dtype, ndim, class axis, C order."""
+    """A tiny zero array made like the blocks of `source`: dtype, ndim, class axis, C order.
+
+    Zero may be no class through a label-id map: :func:`_valid_example` fills it with a
+    mapped id.
+    """
     shape = [1] + [2] * (source.array.ndim - 1)
     if kind == "scores" and axis is not None:
         shape[axis] = int(source.array.shape[axis])
     return np.zeros(shape, source.array.dtype)
+
+
+def _valid_example(
+    pred: np.ndarray, true: np.ndarray, options: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The zero-filled examples `pred` and `true`, made valid input for `options`.
+
+    Zero is a class (or, for scores, an argmax of 0) for every input read without a
+    label-id map; through a map it may be no class (Cityscapes' labelIds, where 0 is
+    "unlabeled", on predictions; ``reduce_zero_label`` applied to predictions; a truth map
+    without an ignore index). Each mapped input is filled, in place, with the first id
+    its map sends to a class (else, on the truth, to the ignore index), so the warm-up
+    counts it instead of failing the label check and compiling nothing.
+    """
+    try:
+        prep = prepare(true, pred, **options)
+    except (ValueError, TypeError):
+        return pred, true  # the warm-up meets the same error and leaves it to the blocks
+    for arr, lut in ((pred, prep.pred_lut), (true, prep.true_lut)):
+        if lut is not None:
+            stored = _mapped_id(lut, arr.dtype, prep.num_classes, prep.ignore_index)
+            if stored is not None:
+                arr[...] = stored
+    return pred, true
+
+
+def _mapped_id(lut: Lookup, dtype: np.dtype, n: int, ignore: int | None) -> Any:
+    """A stored id of `dtype` that `lut` sends to a class (else to any valid code), or None."""
+    if lut.table is not None:
+        codes = lut.table[:2] if dtype.kind == "b" else lut.table  # bool: ids 0 and 1
+    else:
+        assert lut.values is not None
+        codes = lut.values
+    codes = codes.astype(np.int64)  # compared with N, the ignore index (maybe negative)
+    is_class = (codes >= 0) & (codes < n)
+    if ignore is not None:
+        is_class &= codes != ignore
+    valid = codes != lut.unmapped if lut.unmapped is not None else np.ones_like(is_class)
+    found = np.flatnonzero(is_class if is_class.any() else valid)
+    if not found.size:
+        return None  # the map sends no id to a class: every block fails the same way
+    k = int(found[0])
+    if lut.table is None:
+        assert lut.keys is not None
+        return lut.keys[k]
+    # Table entry k is the id whose bits read as the unsigned integer k (see Lookup).
+    unsigned = np.dtype(np.uint8) if dtype.kind == "b" else np.dtype(dtype.str.replace("i", "u"))
+    return np.array([k], unsigned).view(dtype)[0]
 
 
 def _compute(p: Plan, scheduler: Any, workers: int, progress: bool) -> Counts:
@@ -658,21 +724,24 @@ def _describe(array: np.ndarray, kind: str, axis: int | None) -> str:
     return f"{array.dtype} {layout} scores"
 
 
-def _warm_up(p: Plan, announce: bool, wait: float = COMPILE_NOTICE_AFTER) -> None:
+def _warm_up(p: Plan, announce: bool, wait: float = COMPILE_NOTICE_AFTER) -> Exception | None:
     """Compile the block kernel before the run, on a tiny input made like the blocks.
 
     Numba compiles a kernel once per input type, then loads it from its disk cache (which
     alone can take a second). When a real compile (Numba's ``numba:compile`` event, not
     a cache load) has run for `wait` seconds, it is announced on stderr (if `announce`)
     instead of the progress sitting still. Errors are left to the blocks, which report
-    them with their position.
+    them with their position: the exception the warm-up met is only logged (debug) and
+    returned, None when it counted its example (``p.example`` is valid input for every
+    option, so a failure here is a bug, which the tests look for).
     """
     if p.example is None:
-        return
+        return None
     from numba.core import event as numba_event
 
     pred, true = p.example
     compiling = threading.Event()
+    failed: list[Exception] = []
 
     class Compiling(numba_event.Listener):
         def on_start(self, event: Any) -> None:
@@ -686,6 +755,7 @@ def _warm_up(p: Plan, announce: bool, wait: float = COMPILE_NOTICE_AFTER) -> Non
             counting_.count_prepared(prepare(true, pred, **p.options), soft=p.options["soft"])
         except Exception as exc:  # the blocks raise it again, naming themselves
             log.debug("kernel warm-up failed: %s", exc)
+            failed.append(exc)
 
     thread = threading.Thread(target=run, name="fastseg-compile", daemon=True)
     with numba_event.install_listener("numba:compile", Compiling()):
@@ -701,6 +771,7 @@ def _warm_up(p: Plan, announce: bool, wait: float = COMPILE_NOTICE_AFTER) -> Non
             soft = "soft " if p.soft else ""
             progress_.note(f"compiling {soft}kernels for {what} (once, ~10 s; cached afterwards)")
         thread.join()
+    return failed[0] if failed else None
 
 
 def evaluate(
@@ -736,6 +807,9 @@ def evaluate(
     label_map_pred: Any = None,
     reduce_zero_label: bool | None = None,
     groups: Mapping[str, Sequence[int | str]] | None = None,
+    instances: Any = None,
+    instance_suffix: str | None = None,
+    instance_sizes: Mapping[str | int, float] | None = None,
 ) -> Report:
     """Evaluate predictions against truth chunk by chunk, in bounded memory.
 
@@ -799,14 +873,27 @@ def evaluate(
         A data-set preset (:mod:`fastseg.dataset_presets`): ``"cityscapes"``,
         ``"ade20k"``, ``"voc"`` or a JSON file (fastseg's schema, or nnU-Net's
         ``dataset.json``). It supplies every option of this list left unset:
-        `num_classes`, `ignore_index`, `class_names`, the label maps, `groups`, `preset`
-        and the pairing suffixes.
+        `num_classes`, `ignore_index`, `class_names`, the label maps, `groups`, `preset`,
+        the pairing suffixes, `instance_suffix` and `instance_sizes`.
     label_map, label_map_pred, reduce_zero_label
         Label-id maps of the truth and of label-map predictions (see
         :func:`fastseg.inputs.prepare`); a `label_map` or `reduce_zero_label` given
         replaces the preset's truth map.
     groups : mapping of str to sequence, optional
         Class groups scored from the confusion matrix (``Report.groups``).
+    instances : True, str, path or list of paths, optional
+        Instance-id maps of the truth (Cityscapes' ``*_gtFine_instanceIds.png``), for the
+        instance-weighted iIoU (``Report.instances``, :mod:`fastseg.instances`); the truth
+        must be files. True: each beside its truth file, named by the truth's id and
+        `instance_suffix`; otherwise a folder, glob or list of files paired with the
+        truth by id. Every truth file needs one (a missing one is an error naming it).
+    instance_suffix : str, optional
+        The instance-id files' name ending (the ``dataset`` preset's; Cityscapes
+        ``"_gtFine_instanceIds.png"``).
+    instance_sizes : mapping of class name or index to float, optional
+        Average instance size in pixels of each class with instances (the weight of an
+        instance is its class's average size over its own size); needed with
+        `instances`. The ``cityscapes`` preset has the official evaluator's table.
 
     Returns
     -------
@@ -828,12 +915,20 @@ def evaluate(
         from fastseg.pairing import is_file_input
 
         (num_classes, ignore_index, class_names, label_map, label_map_pred, reduce_zero_label,
-         groups, preset, pred_suffix, true_suffix) = dataset_preset(dataset).fill(
+         groups, preset, pred_suffix, true_suffix, instance_suffix,
+         instance_sizes) = dataset_preset(dataset).fill(
             {"ignore_index": FROM_STORE}, files=is_file_input(pred) or is_file_input(true),
             num_classes=num_classes, ignore_index=ignore_index,
             class_names=class_names, label_map=label_map, label_map_pred=label_map_pred,
             reduce_zero_label=reduce_zero_label, groups=groups, preset=preset,
-            pred_suffix=pred_suffix, true_suffix=true_suffix).values()  # fmt: skip
+            pred_suffix=pred_suffix, true_suffix=true_suffix, instance_suffix=instance_suffix,
+            instance_sizes=instance_sizes).values()  # fmt: skip
+    if instances is not None and instances is not False and not instance_sizes:
+        raise ValueError(
+            "instances= gives iIoU, which weighs each instance by its class's average size: "
+            "pass instance_sizes={class: pixels}, or a dataset that has them "
+            "(dataset='cityscapes', or a data-set file with \"instance_sizes\")"
+        )
     cores = os.cpu_count() or 1
     workers = _check_workers(workers)
     local = scheduler is None or (isinstance(scheduler, str) and scheduler in LOCAL_SCHEDULERS)
@@ -867,8 +962,11 @@ def evaluate(
             label_map=label_map,
             label_map_pred=label_map_pred,
             reduce_zero_label=bool(reduce_zero_label),
+            instances=instances,
+            instance_suffix=instance_suffix,
         )
         resolve_groups(groups, p.num_classes, p.class_names)  # before any compute
+        resolve_instance_sizes(instance_sizes, p.num_classes, p.class_names)
         if p.root is None:
             raise ValueError("every block was skipped: nothing left to evaluate")
         if checkpoint is not None:
@@ -898,7 +996,7 @@ def evaluate(
     return acc.compute(
         p.preset, meta=p.meta, aggregation=policy.aggregation, empty=policy.empty,
         presence=policy.presence, exclude=policy.exclude, smooth=policy.smooth,
-        groups=groups)  # fmt: skip
+        groups=groups, instance_sizes=instance_sizes)  # fmt: skip
 
 
 def _full_counts(merged: Counts, p: Plan) -> Counts:

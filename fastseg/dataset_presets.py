@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fastseg.instances import resolve_instance_sizes
 from fastseg.labelmaps import LabelMap, as_label_map
 
 
@@ -114,9 +115,19 @@ VOC_CLASSES = (
     "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
 
+#: Cityscapes' average instance size per class with instances, in pixels: the official
+#: evaluator's ``avgClassSize`` (``evalPixelLevelSemanticLabeling``), for the evaluated
+#: classes (its caravan and trailer are not evaluated). Tested against cityscapesScripts.
+CITYSCAPES_INSTANCE_SIZES = {
+    "person": 3462.4756337644, "rider": 3930.4788056518, "car": 12794.0202738185,
+    "truck": 27855.1264367816, "bus": 35732.1511111111, "train": 67583.7075812274,
+    "motorcycle": 6298.7200839748, "bicycle": 4672.3249222261,
+}  # fmt: skip
+
 #: Keys of a fastseg data-set file (:func:`read_dataset_file`).
 FILE_KEYS = ("name", "class_names", "ignore_index", "label_map", "label_map_pred",
-             "reduce_zero_label", "groups", "pred_suffix", "true_suffix", "preset")  # fmt: skip
+             "reduce_zero_label", "groups", "pred_suffix", "true_suffix", "preset",
+             "instance_suffix", "instance_sizes")  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,6 +157,11 @@ class DatasetPreset:
         The metric convention (a key of :data:`fastseg.policy.PRESETS`).
     source : str
         ``"built-in"`` or the file it was read from.
+    instance_suffix : str or None
+        Name ending of the instance-id files beside the truth (Cityscapes'
+        ``_gtFine_instanceIds.png``), for iIoU (:mod:`fastseg.instances`).
+    instance_sizes : dict of str to float
+        Average instance size in pixels of each class with instances (iIoU's weights).
     """
 
     name: str
@@ -159,6 +175,8 @@ class DatasetPreset:
     true_suffix: str | None = None
     preset: str | None = None
     source: str = "built-in"
+    instance_suffix: str | None = None
+    instance_sizes: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -170,7 +188,8 @@ class DatasetPreset:
 
         ``num_classes``, ``class_names``, ``ignore_index``, ``label_map``,
         ``label_map_pred``, ``reduce_zero_label``, ``groups``, ``preset``,
-        ``pred_suffix``, ``true_suffix``.
+        ``pred_suffix``, ``true_suffix``, ``instance_suffix``, ``instance_sizes`` (None
+        when the preset has none).
         """
         return {
             "num_classes": self.num_classes,
@@ -183,6 +202,8 @@ class DatasetPreset:
             "preset": self.preset,
             "pred_suffix": self.pred_suffix,
             "true_suffix": self.true_suffix,
+            "instance_suffix": self.instance_suffix,
+            "instance_sizes": dict(self.instance_sizes) or None,
         }
 
     def fill(
@@ -215,7 +236,7 @@ class DatasetPreset:
                 continue
             if key == "ignore_index" and mine[key] is None:
                 continue  # the preset has none: leave it to the default (e.g. the store)
-            if key in ("pred_suffix", "true_suffix") and not files:
+            if key in ("pred_suffix", "true_suffix", "instance_suffix") and not files:
                 continue
             out[key] = mine[key]
         return out
@@ -229,7 +250,7 @@ class DatasetPreset:
         from fastseg.stream import Accumulator
 
         settings = self.options()
-        for key in ("preset", "pred_suffix", "true_suffix"):
+        for key in ("preset", "pred_suffix", "true_suffix", "instance_suffix", "instance_sizes"):
             settings.pop(key)
         settings.update(options)
         return Accumulator(settings.pop("num_classes"), **settings)
@@ -273,6 +294,8 @@ def _cityscapes() -> DatasetPreset:
         pred_suffix="_leftImg8bit.png",
         true_suffix="_gtFine_labelIds.png",
         preset="cityscapes",
+        instance_suffix="_gtFine_instanceIds.png",
+        instance_sizes=dict(CITYSCAPES_INSTANCE_SIZES),
     )
 
 
@@ -340,8 +363,10 @@ def read_dataset_file(path: str | os.PathLike[str]) -> DatasetPreset:
           "reduce_zero_label": false,
           "groups": {"vehicle": ["car"], "all": [1, 2]},   (class names or indices)
           "pred_suffix": "_pred.png", "true_suffix": "_gt.png",
-          "preset": "mmseg"
-        }
+          "preset": "mmseg",
+          "instance_suffix": "_instances.png",        (iIoU's instance-id files beside
+          "instance_sizes": {"car": 12794.0}           the truth, and average instance
+        }                                              sizes in pixels)
 
     nnU-Net's ``dataset.json`` (recognised by its ``labels`` object, name -> id):
     ``labels`` gives the classes (ids 0 to N - 1; other ids are mapped to them in order,
@@ -401,8 +426,12 @@ def _fastseg_file(data: dict[str, Any], shown: str, folder: Path) -> DatasetPres
     if not isinstance(reduce, bool):
         raise ValueError(f"reduce_zero_label must be true or false; got {reduce!r}")
     groups = _file_groups(data.get("groups") or {}, names)
+    sizes = data.get("instance_sizes") or {}
+    if not isinstance(sizes, dict):
+        raise ValueError(f"instance_sizes must be an object {{class: pixels}}; got {sizes!r}")
+    resolve_instance_sizes(sizes, len(names), names)  # checked now
     suffixes = {}
-    for key in ("pred_suffix", "true_suffix", "preset", "name"):
+    for key in ("pred_suffix", "true_suffix", "preset", "name", "instance_suffix"):
         value = data.get(key)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{key} must be a string; got {value!r}")
@@ -419,6 +448,8 @@ def _fastseg_file(data: dict[str, Any], shown: str, folder: Path) -> DatasetPres
         true_suffix=suffixes["true_suffix"],
         preset=suffixes["preset"],
         source=shown,
+        instance_suffix=suffixes["instance_suffix"],
+        instance_sizes=sizes,
     )
 
 

@@ -15,11 +15,18 @@ read both files, run :func:`fastseg.inputs.prepare` and
 are merged by the same fixed tree, run on the same schedulers, report the same progress
 and write the same checkpoint blocks (one per task) as Zarr blocks. At most a few files
 per worker are in memory at once, whatever the number of files.
+
+With ``instances`` (Cityscapes' ``*_gtFine_instanceIds.png``), every truth file gets its
+instance-id file (:func:`fastseg.instances.instance_files`: beside it, or from a folder,
+glob or list, by id), whose header is checked with the others; each task then also
+tallies the instances (:func:`fastseg.instances.tally`) into the counts'
+:attr:`~fastseg.counts.Counts.instances`, and the files join the checkpoint fingerprint.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from fastseg import counting as counting_
+from fastseg import instances as instances_
 from fastseg import readers
 from fastseg.checkpoint import BlockFile, Checkpoint, load_block, save_block
 from fastseg.counts import Counts
@@ -42,6 +50,7 @@ from fastseg.dataset import (
     _merge_tree,
     _numba_threads,
     _store_defaults,
+    _valid_example,
 )
 from fastseg.inputs import prepare, prepare_options
 from fastseg.pairing import FileEntry, FileSet, is_file_input, list_files, pair
@@ -181,7 +190,11 @@ def _dummy(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 def _example(shape: tuple[int, ...], dtype: np.dtype, kind: str, axis: int | None) -> np.ndarray:
-    """A tiny zero image made like `shape` / `dtype`: batch of 1, 2 per spatial axis."""
+    """A tiny zero image made like `shape` / `dtype`: batch of 1, 2 per spatial axis.
+
+    Zero may be no class through a label-id map: :func:`fastseg.dataset._valid_example`
+    fills it with a mapped id.
+    """
     dims = [1] + [2] * len(shape)
     if kind == "scores" and axis is not None:
         dims[axis] = int(shape[axis - 1])
@@ -283,6 +296,41 @@ def _check_cases(
     return first
 
 
+def _instance_refs(
+    instances: Any, suffix: str | None, cases: list[_Case], true: _Side
+) -> tuple[list[FileRef] | None, str]:
+    """Each case's instance-id file, its header read and checked; (None, "") without.
+
+    The truth must be files; an instance-id file must be an integer map of the truth
+    file's shape (checked from the headers, before any compute).
+    """
+    if instances is None or instances is False:
+        return None, ""
+    if true.files is None:
+        raise ValueError(
+            "instances= pairs instance-id files with the truth files by name, but the truth "
+            f"is {true.description}, not files"
+        )
+    truths = [c.true for c in cases if isinstance(c.true, FileRef)]
+    entries, where = instances_.instance_files(
+        instances, suffix, [(c.id, t.path, t.shown) for c, t in zip(cases, truths, strict=True)]
+    )
+    refs = _read_headers(entries)
+    out = [refs[e.path] for e in entries]
+    for case, t, ref in zip(cases, truths, out, strict=True):
+        if ref.header.dtype.kind not in "iu":
+            raise ValueError(
+                f"image {case.id!r}: instance-id file {ref.shown} holds {ref.header.dtype}, "
+                "not integer ids"
+            )
+        if ref.header.shape != t.header.shape:
+            raise ValueError(
+                f"image {case.id!r}: instance-id file {ref.shown} has shape "
+                f"{ref.header.shape} but truth {t.shown} {t.header.shape}"
+            )
+    return out, where
+
+
 def _fingerprint(
     pred: _Side, true: _Side, cases: list[_Case], groups: list[int], options: dict[str, Any]
 ) -> dict[str, Any]:
@@ -325,12 +373,16 @@ def count_files(
     options: dict[str, Any],
     threads: int,
     save_to: BlockFile | None,
+    instances: list[FileRef] | None = None,
+    rule: instances_.InstanceRule | None = None,
 ) -> Counts:
     """Task: count images ``first ..`` (one per file, or a batch chunk of the array side).
 
     Each image is read (prediction, then truth), counted with the in-memory path and
     dropped before the next; the counts start at image `first` and are saved to
-    `save_to` when given. `names` says how to name each image in an error.
+    `save_to` when given. `names` says how to name each image in an error. With
+    `instances` (one instance-id file per image) and their `rule`, the images' instances
+    are tallied into the counts' instance sums.
     """
     parts = []
     for j, name in enumerate(names):
@@ -340,6 +392,11 @@ def count_files(
             with _numba_threads(threads):
                 prep = prepare(t, p, **options)
                 c = counting_.count_prepared(prep, soft=options["soft"])
+            if instances is not None and rule is not None:
+                ids = _image(instances, j)
+                classes = instances_.predicted_classes(prep, p, options["class_axis"])
+                c = dataclasses.replace(c, instances=instances_.tally(ids, classes, rule))
+                del ids, classes
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from exc
         del p, t, prep
@@ -357,7 +414,8 @@ class _CountTask:
     nor tokenises it: graphs of 10 000 files build in a fraction of a second.
     """
 
-    __slots__ = ("first", "names", "options", "pred", "save_to", "threads", "true")
+    __slots__ = ("first", "instances", "names", "options", "pred", "rule", "save_to",
+                 "threads", "true")  # fmt: skip
 
     def __init__(
         self,
@@ -368,15 +426,18 @@ class _CountTask:
         options: dict[str, Any],
         threads: int,
         save_to: BlockFile | None,
+        instances: list[FileRef] | None = None,
+        rule: instances_.InstanceRule | None = None,
     ) -> None:
         self.pred, self.true, self.first, self.names = pred, true, first, names
         self.options, self.threads, self.save_to = options, threads, save_to
+        self.instances, self.rule = instances, rule
 
     def __call__(self, *block: np.ndarray) -> Counts:
         pred = block[0] if self.pred is None else self.pred
         true = block[0] if self.true is None else self.true
         return count_files(pred, true, self.first, self.names, self.options, self.threads,
-                           self.save_to)  # fmt: skip
+                           self.save_to, self.instances, self.rule)  # fmt: skip
 
 
 class _LoadTask:
@@ -419,6 +480,8 @@ def plan_files(
     kernel_threads: int,
     policy: Policy,
     preset: str | None,
+    instances: Any = None,
+    instance_suffix: str | None = None,
 ) -> Plan:
     """The lazy evaluation of inputs of which at least one names files; see the module.
 
@@ -478,6 +541,8 @@ def plan_files(
         raise ValueError(f"{exc} ({from_store})") from exc
     names = _class_names(class_names, _stub(p_side), _stub(t_side), n)
     policy = policy.resolved(n, names)
+    inst_refs, inst_where = _instance_refs(instances, instance_suffix, cases, t_side)
+    rule = None if inst_refs is None else instances_.InstanceRule.from_options(options, n)
 
     # Tasks: one per case, or one per batch chunk of the array side.
     array_side = p_side if p_side.source is not None else t_side
@@ -514,6 +579,9 @@ def plan_files(
             skipped_groups = set()
 
     fingerprint = _fingerprint(p_side, t_side, cases, groups, options)
+    if inst_refs is not None:  # runs without instances keep their fingerprints
+        fingerprint["instance_files"] = [[f.path, f.size, f.mtime_ns] for f in inst_refs]
+        fingerprint["instance_suffix"] = instance_suffix
     ckpt = None
     done: set[tuple[int, ...]] = set()
     if checkpoint is not None:
@@ -536,6 +604,7 @@ def plan_files(
     start = 0
     for g, size in enumerate(groups):
         group = cases[start : start + size]
+        group_instances = None if inst_refs is None else inst_refs[start : start + size]
         first, start = start, start + size
         if g in skipped_groups:
             continue
@@ -549,8 +618,10 @@ def plan_files(
             continue
         labels = [
             f"image {c.id!r} (prediction {_describe_item(c.pred, p_side)}, truth "
-            f"{_describe_item(c.true, t_side)})"
-            for c in group
+            f"{_describe_item(c.true, t_side)}"
+            + ("" if group_instances is None else f", instances {group_instances[k].shown}")
+            + ")"
+            for k, c in enumerate(group)
         ]
         task = _CountTask(
             files_of([c.pred for c in group]),
@@ -560,6 +631,8 @@ def plan_files(
             options,
             kernel_threads,
             None if ckpt is None else ckpt.block_file((g,)),
+            group_instances,
+            rule,
         )
         layer[key] = (task,) if both_files else (task, blocks[g])
         counting.add(key)
@@ -587,6 +660,8 @@ def plan_files(
         "pred_suffix": pred_suffix,
         "true_suffix": true_suffix,
     }
+    if inst_refs is not None:
+        meta["instances"] = inst_where
     if pred_only or true_only:
         meta["unpaired_pred"] = [e.shown for e in pred_only]
         meta["unpaired_true"] = [e.shown for e in true_only]
@@ -604,8 +679,8 @@ def plan_files(
     c0 = cases[0]
     p_shape, p_dtype = _shape_dtype(c0.pred, p_side)
     t_shape, t_dtype = _shape_dtype(c0.true, t_side)
-    example = (_example(p_shape, p_dtype, pred_kind, axis),
-               _example(t_shape, t_dtype, true_kind, axis))  # fmt: skip
+    example = _valid_example(_example(p_shape, p_dtype, pred_kind, axis),
+                             _example(t_shape, t_dtype, true_kind, axis), options)  # fmt: skip
     for arr, item in zip(example, (c0.pred, c0.true), strict=True):
         arr.flags.writeable = not isinstance(item, FileRef)  # files are read read-only
     return Plan(

@@ -27,6 +27,7 @@ from fastseg._files import write_atomically
 from fastseg._version import __version__
 from fastseg.dataset_presets import CITYSCAPES_CATEGORIES, CITYSCAPES_LABELS
 from fastseg.formulas import Summary, case_counts, group_values, nanmean, ratio
+from fastseg.instances import group_instance_values
 from fastseg.policy import PRESET_SOURCES
 
 if TYPE_CHECKING:
@@ -58,8 +59,10 @@ CASE_METRICS = ("Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref")
 
 
 def class_rows(report: Report) -> list[dict[str, Any]]:
-    """One dict per class: index, name, excluded, and the :data:`COLUMNS`."""
+    """One dict per class: index, name, excluded, :data:`COLUMNS` (and ``iiou``, if any)."""
     columns = {name: getattr(report, name) for name in COLUMNS}
+    if report.instances is not None:
+        columns["iiou"] = report.instances.iiou
     number = float if report.counts.soft else int
     rows = []
     for c, name in enumerate(report.class_names):
@@ -69,6 +72,24 @@ def class_rows(report: Report) -> list[dict[str, Any]]:
             row[col] = number(value) if col in ("support", "predicted") else float(value)
         rows.append(row)
     return rows
+
+
+def instances_dict(report: Report) -> dict[str, Any] | None:
+    """The report's instance scores as a dict (None without them).
+
+    ``summary`` (``miiou``, ``group_miiou``), ``classes`` (per class: ``index``, ``name``,
+    ``size``, ``instances``, ``tp_weighted``, ``fn_weighted``, ``fp``, ``iiou``) and
+    ``groups`` (per group: ``index``, ``name``, ``tp_weighted``, ``fn_weighted``, ``fp``,
+    ``iiou``; None without groups).
+    """
+    scores = report.instances
+    if scores is None:
+        return None
+    return {
+        "summary": dict(scores.summary),
+        "classes": scores.class_rows(report.class_names),
+        "groups": scores.group_rows() if report.groups is not None else None,
+    }
 
 
 def to_dict(report: Report) -> dict[str, Any]:
@@ -102,6 +123,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         "images": images,
         "groups": None if report.groups is None else report.groups.rows(),
         "group_summary": None if report.groups is None else dict(report.groups.summary),
+        "instances": instances_dict(report),
         "meta": report.meta,
     }
     safe: dict[str, Any] = json_safe(out)
@@ -133,31 +155,46 @@ def write_json(report: Report, path: str | os.PathLike[str], layout: str = "repo
 def csv_rows(report: Report) -> list[dict[str, Any]]:
     """The CSV's rows: classes, then groups, then the summaries (NaN as None).
 
-    Columns :data:`CSV_FIELDS`: ``index``, ``name``, ``excluded``, the per-class
-    :data:`COLUMNS`, then ``kind``, ``classes`` and ``value``. ``kind`` is ``class`` (one
+    Columns :func:`csv_fields`: ``index``, ``name``, ``excluded``, the per-class
+    :data:`COLUMNS`, then ``kind``, ``classes`` and ``value`` (:data:`CSV_FIELDS`), and
+    ``iiou`` last when the report has instance scores. ``kind`` is ``class`` (one
     row per class, as :func:`class_rows`), ``group`` (one per class group: ``index`` is
     its position, ``classes`` its class indices joined by spaces, ``support`` /
     ``predicted`` its truth / predicted pixels), ``summary`` (``name`` a key of
-    ``Report.summary``: miou, mdice, aacc, macc, fwiou; the number in ``value``) or
-    ``group_summary`` (miou, mdice, mprecision, mrecall over the groups). Cells a row
-    does not use are None.
+    ``Report.summary``: miou, mdice, aacc, macc, fwiou, and with instance scores miiou;
+    the number in ``value``) or ``group_summary`` (miou, mdice, mprecision, mrecall over
+    the groups, and miiou). Cells a row does not use are None.
     """
     rows: list[dict[str, Any]] = []
-    blank = dict.fromkeys(CSV_FIELDS)
+    blank = dict.fromkeys(csv_fields(report))
+    scores = report.instances
     for row in class_rows(report):
         rows.append(blank | row | {"kind": "class"})
     groups = report.groups
     if groups is not None:
-        for row in groups.rows():
+        for k, row in enumerate(groups.rows()):
             classes = " ".join(str(c) for c in row.pop("classes"))
+            if scores is not None:
+                row["iiou"] = scores.group_iiou[k]
             rows.append(blank | row | {"kind": "group", "classes": classes})
-    for key, value in report.summary.items():
+    summary = dict(report.summary)
+    if scores is not None:
+        summary["miiou"] = scores.summary["miiou"]
+    for key, value in summary.items():
         rows.append(blank | {"kind": "summary", "name": key, "value": value})
     if groups is not None:
-        for key, value in groups.summary.items():
+        group_summary = dict(groups.summary)
+        if scores is not None:
+            group_summary["miiou"] = scores.summary["group_miiou"]
+        for key, value in group_summary.items():
             rows.append(blank | {"kind": "group_summary", "name": key, "value": value})
     safe: list[dict[str, Any]] = json_safe(rows)
     return safe
+
+
+def csv_fields(report: Report) -> tuple[str, ...]:
+    """The CSV's columns: :data:`CSV_FIELDS`, and ``iiou`` with instance scores."""
+    return CSV_FIELDS if report.instances is None else (*CSV_FIELDS, "iiou")
 
 
 def write_csv(report: Report, path: str | os.PathLike[str]) -> Path:
@@ -165,7 +202,7 @@ def write_csv(report: Report, path: str | os.PathLike[str]) -> Path:
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=csv_fields(report))
             writer.writeheader()
             for row in csv_rows(report):
                 writer.writerow({k: "" if v is None else v for k, v in row.items()})
@@ -245,9 +282,11 @@ def cityscapes_dict(report: Report) -> dict[str, Any]:
     ones included), ``labels`` (class -> id), ``classScores`` (class -> IoU),
     ``categoryScores`` (group -> IoU), ``averageScoreClasses`` and
     ``averageScoreCategories`` (means of the non-NaN scores), and the instance-level
-    ``classInstScores``, ``categoryInstScores``, ``averageScoreInstClasses``,
-    ``averageScoreInstCategories``, all NaN: iIoU needs instance counts, which fastseg
-    does not make (the official file has NaN there for classes without instances too).
+    ``classInstScores``, ``categoryInstScores`` (iIoU, NaN for classes and categories
+    without instances, as the official file), ``averageScoreInstClasses`` and
+    ``averageScoreInstCategories`` (their means); all NaN when the report has no
+    instance scores (``Report.instances``: instance-id files were not counted). A
+    category has an iIoU when every class in it has instances (an average size).
 
     When the classes are Cityscapes' 19 evaluated ones (the ``cityscapes`` data-set
     preset), the layout is the official one: every label of ids 0 to 33 is listed
@@ -272,6 +311,7 @@ def cityscapes_dict(report: Report) -> dict[str, Any]:
     priors = ratio(report.support, everything) if everything else np.full(report.num_classes,
                                                                           math.nan)  # fmt: skip
     iou = report.iou
+    iiou = report.iiou
     if _is_cityscapes(report):
         labels = CITYSCAPES_LABELS
         size = max(lab.id for lab in labels) + 1
@@ -281,10 +321,12 @@ def cityscapes_dict(report: Report) -> dict[str, Any]:
         matrix[np.ix_(train, train)] = confusion
         ids = {lab.name: lab.id for lab in labels}
         class_scores = {lab.name: math.nan for lab in labels}
+        class_inst_scores = dict(class_scores)
         prior = {lab.name: math.nan for lab in labels}
         for k, label_id in enumerate(train):
             name = labels[label_id].name
             class_scores[name] = float(iou[k])
+            class_inst_scores[name] = float(iiou[k])
             prior[name] = float(priors[k])
         categories = {cat: tuple(lab.train_id for lab in labels
                                  if lab.category == cat and lab.train_id != 255)
@@ -293,12 +335,19 @@ def cityscapes_dict(report: Report) -> dict[str, Any]:
         matrix = np.asarray(confusion)
         ids = {name: k for k, name in enumerate(report.class_names)}
         class_scores = {name: float(iou[k]) for k, name in enumerate(report.class_names)}
+        class_inst_scores = {name: float(iiou[k]) for k, name in enumerate(report.class_names)}
         prior = {name: float(priors[k]) for k, name in enumerate(report.class_names)}
         categories = dict(report.group_classes)
     scored = {cat: members for cat, members in categories.items() if members}
     values = group_values(confusion, list(scored.values()), **report.policy.value_rules())
     category_scores = dict.fromkeys(categories, math.nan)
     category_scores.update({cat: float(v) for cat, v in zip(scored, values["iou"], strict=True)})
+    category_inst_scores = dict.fromkeys(categories, math.nan)
+    sums, sizes = report.counts.instances, report.instance_sizes
+    if sums is not None and sizes is not None:
+        inst = group_instance_values(sums, sizes, confusion, list(scored.values()))
+        category_inst_scores.update(
+            {cat: float(v) for cat, v in zip(scored, inst["iiou"], strict=True)})  # fmt: skip
 
     def average(scores: dict[str, float]) -> float:
         valid = [v for v in scores.values() if not math.isnan(v)]
@@ -309,13 +358,13 @@ def cityscapes_dict(report: Report) -> dict[str, Any]:
         "priors": prior,
         "labels": ids,
         "classScores": class_scores,
-        "classInstScores": dict.fromkeys(class_scores, math.nan),
+        "classInstScores": class_inst_scores,
         "categoryScores": category_scores,
-        "categoryInstScores": dict.fromkeys(category_scores, math.nan),
+        "categoryInstScores": category_inst_scores,
         "averageScoreClasses": average(class_scores),
-        "averageScoreInstClasses": math.nan,
+        "averageScoreInstClasses": average(class_inst_scores),
         "averageScoreCategories": average(category_scores),
-        "averageScoreInstCategories": math.nan,
+        "averageScoreInstCategories": average(category_inst_scores),
     }
 
 
@@ -354,6 +403,7 @@ def text(report: Report) -> str:
     source = PRESET_SOURCES.get(report.preset, "")
     lines.append(f"preset {report.preset} ({source}): {report.policy.describe()}")
     lines.append("")
+    scores = report.instances
     header = ["#", "class", "IoU", "Dice", "Precision", "Recall", "Support", "Predicted"]
     rows = [
         [f"{c}{'' if report.kept[c] else '*'}", name[:24], _fmt(report.iou[c]),
@@ -361,6 +411,10 @@ def text(report: Report) -> str:
          _count(report.support[c], soft), _count(report.predicted[c], soft)]
         for c, name in enumerate(report.class_names)
     ]  # fmt: skip
+    if scores is not None:
+        header.append("iIoU")
+        for c, row in enumerate(rows):
+            row.append(_fmt(scores.iiou[c]))
     lines += _aligned(header, rows, left=2)
     if not report.kept.all():
         lines.append("* excluded from the means")
@@ -378,10 +432,22 @@ def text(report: Report) -> str:
              str(int(groups.true[k])), str(int(groups.pred[k]))]
             for k, name in enumerate(groups.names)
         ]  # fmt: skip
+        if scores is not None:
+            header.append("iIoU")
+            for k, row in enumerate(rows):
+                row.append(_fmt(scores.group_iiou[k]))
         lines += _aligned(header, rows, left=3)
         lines.append("")
         lines.append("groups (from the summed confusion matrix): " + "  ".join(
             f"{label} {_fmt(groups.summary[k])}" for k, label in GROUP_SUMMARY_LABELS.items()))
+    if scores is not None:
+        with_size = int(np.count_nonzero(~np.isnan(scores.sizes)))
+        counted = int(scores.instances.sum())
+        line = (f"instance-weighted (iIoU, {with_size} classes with instances, {counted} "
+                f"instances): miIoU {_fmt(scores.summary['miiou'])}")  # fmt: skip
+        if groups is not None:
+            line += f"  groups miIoU {_fmt(scores.summary['group_miiou'])}"
+        lines += ["", line]
     return "\n".join(lines)
 
 

@@ -4,7 +4,9 @@ A :class:`Report` is computed from a :class:`~fastseg.counts.Counts` value (one 
 image, or one row of data-set totals) under a :class:`~fastseg.policy.Policy` chosen by a
 preset and keyword overrides. It gives per-class IoU, Dice, precision, recall, support and
 predicted pixels, the summaries (mIoU, mDice, aAcc, mAcc, fwIoU), the confusion matrix,
-per-image values and the worst images, all computed by :mod:`fastseg.formulas`.
+per-image values and the worst images, all computed by :mod:`fastseg.formulas`; with
+instance sums in the counts and average instance sizes, Cityscapes' instance-weighted
+iIoU (:attr:`Report.instances`, from :mod:`fastseg.instances`).
 
 Its bootstrap (:meth:`Report.bootstrap`, :meth:`Report.confidence_interval`) lives in
 :mod:`fastseg.bootstrap`, and its outputs (``str``, :meth:`Report.to_dict`, JSON, CSV,
@@ -42,9 +44,11 @@ from fastseg.formulas import (
     recall,
     totals_summary,
 )
+from fastseg.instances import InstanceScores, instance_scores, resolve_instance_sizes
 from fastseg.policy import PRESETS, Aggregation, EmptyValue, Policy, resolve_groups, resolve_policy
 
-__all__ = ["PRESETS", "GroupScores", "ImageScore", "Interval", "Policy", "Report"]
+__all__ = ["PRESETS", "GroupScores", "ImageScore", "InstanceScores", "Interval", "Policy",
+           "Report"]  # fmt: skip
 
 
 class ImageScore(NamedTuple):
@@ -137,6 +141,10 @@ class Report:
         the summed confusion matrix (:func:`~fastseg.formulas.group_values`), so they are
         data-set values whatever the aggregation, and need hard counts; see
         :attr:`groups`.
+    instance_sizes : mapping of class name or index to float, optional
+        Average instance size in pixels of each class with instances: with counts that
+        carry instance sums (:attr:`Counts.instances <fastseg.counts.Counts.instances>`),
+        the report has Cityscapes' iIoU (:attr:`instances`, :attr:`iiou`).
 
     Notes
     -----
@@ -167,6 +175,7 @@ class Report:
         meta: Mapping[str, Any] | None = None,
         smooth: float | None = None,
         groups: Mapping[str, Sequence[int | str]] | None = None,
+        instance_sizes: Mapping[str | int, float] | None = None,
     ) -> None:
         if not isinstance(counts, Counts):
             raise TypeError(f"counts must be a fastseg.Counts; got {type(counts).__name__}")
@@ -198,6 +207,9 @@ class Report:
                 "class groups are scored from the confusion matrix, and soft counts have "
                 "none: leave groups out for soft metrics"
             )
+        #: Average instance size per class, (N,), NaN for classes without (None: not given).
+        self.instance_sizes: np.ndarray | None = resolve_instance_sizes(
+            instance_sizes, counts.num_classes, class_names)  # fmt: skip
         self.meta: dict[str, Any] = _json_meta(meta)
         self._totals = counts.total() if self.per_image else counts
 
@@ -284,6 +296,32 @@ class Report:
             precision=v["precision"], recall=v["recall"],
             summary={k: float(v[k]) for k in ("miou", "mdice", "mprecision", "mrecall")},
         )  # fmt: skip
+
+    @cached_property
+    def instances(self) -> InstanceScores | None:
+        """Cityscapes' instance-weighted iIoU of the classes and the groups.
+
+        None unless the counts carry instance sums and ``instance_sizes`` were given.
+        Computed as the official evaluator does, whatever the policy (no smoothing; NaN
+        where the denominator is 0); see :class:`~fastseg.instances.InstanceScores`.
+        """
+        sums, sizes = self.counts.instances, self.instance_sizes
+        if sums is None or sizes is None or self.counts.confusion is None:
+            return None
+        return instance_scores(sums, sizes, self.counts.confusion, self.kept,
+                               self.group_classes)  # fmt: skip
+
+    @property
+    def iiou(self) -> Floats:
+        """Per-class iIoU (N,); NaN for classes without instances, all NaN without scores."""
+        scores = self.instances
+        return np.full(self.num_classes, np.nan) if scores is None else scores.iiou
+
+    @property
+    def miiou(self) -> float:
+        """Mean iIoU over the kept classes that have one (NaN without)."""
+        scores = self.instances
+        return float("nan") if scores is None else scores.summary["miiou"]
 
     def _class_values(self, metric: Metric) -> Floats:
         if self.policy.aggregation == "dataset":
@@ -466,7 +504,9 @@ class Report:
         (:meth:`class_rows`), ``confusion_matrix`` (None for soft counts), ``post_means``
         and ``images`` (ids, mIoU and mDice per image; both None without per-image
         counts), ``groups`` (:meth:`GroupScores.rows`) and ``group_summary`` (both None
-        without groups) and ``meta``.
+        without groups), ``instances`` (None without instance scores: see
+        :func:`fastseg.render.to_dict`) and ``meta``. With instance scores the class rows
+        also hold ``iiou``.
         """
         return render.to_dict(self)
 
@@ -487,7 +527,7 @@ class Report:
         """The official Cityscapes evaluator's result dict (``resultPixelLevelSemanticLabeling``).
 
         ``classScores``, ``categoryScores`` (the groups), their ``average...`` keys,
-        ``classInstScores`` / ``categoryInstScores`` (NaN: no instance counts),
+        ``classInstScores`` / ``categoryInstScores`` (iIoU; NaN without instance scores),
         ``confMatrix``, ``priors`` and ``labels``; laid out in Cityscapes' labelIds when
         the classes are its 19 evaluated classes. See :func:`fastseg.render.cityscapes_dict`.
         """

@@ -9,12 +9,17 @@ sees every shape slightly shifted and resized, now and then confuses its class, 
 it or adds one that is not there; its scores are the softmax of a one-hot of that
 perturbed label map times a margin, plus Gaussian noise.
 
-Two entry points share one per-image generator:
+Three entry points share one per-image generator:
 
 * :func:`sample` returns ``(true, pred)`` NumPy arrays, for tests and demos;
 * :func:`write_dataset` writes a Zarr group with arrays ``pred`` and ``true`` image by
   image (a slab of one batch chunk at a time, on a few threads), so its size is bounded
-  by the disk, not the memory.
+  by the disk, not the memory;
+* :func:`write_cityscapes` and :func:`write_nnunet` write folders of files laid out as
+  those data sets' are (PNG label ids in city sub-folders; NIfTI volumes and nnU-Net's
+  ``dataset.json``), the truth and the label map the scores would be built around (the
+  prediction), for ``fastseg demo --folders``, ``scripts/make_folders.py``, the tests and
+  the benchmarks.
 
 Image ``i`` depends only on ``(seed, i)`` and the generator options, never on chunking,
 threads, dtype or class axis, so every way of writing a data set gives the same data.
@@ -24,6 +29,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import importlib
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK_TARGET_BYTES",
+    "CITYSCAPES_CITIES",
     "GENERATOR_VERSION",
     "SCORE_DTYPES",
     "SynthSpec",
@@ -48,7 +56,9 @@ __all__ = [
     "make_spec",
     "sample",
     "scores",
+    "write_cityscapes",
     "write_dataset",
+    "write_nnunet",
 ]
 
 #: Version of the generator's algorithm, stored in the data set's attributes; changes
@@ -795,6 +805,294 @@ def write_dataset(
                 future.cancel()
     group.attrs["fastseg_synth"] = {**synth_attrs, "complete": True}
     return zarr.open_group(path, mode="r")
+
+
+# --------------------------------------------------------------------------------------
+# Folders of files
+# --------------------------------------------------------------------------------------
+
+#: City sub-folders of a Cityscapes-like folder, used in turn.
+CITYSCAPES_CITIES = ("frankfurt", "lindau", "munster", "aachen", "bochum")
+
+
+@functools.lru_cache(maxsize=1)
+def _cityscapes_ids() -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """Number of stored label ids, the evaluated ids and the ids with instances.
+
+    From the Cityscapes preset's label table (``fastseg.dataset_presets``): 34 ids, 19
+    evaluated (those with a train id), instances on ids 24-33.
+    """
+    from fastseg.dataset_presets import CITYSCAPES_LABELS
+
+    evaluated = tuple(label.id for label in CITYSCAPES_LABELS if label.train_id != 255)
+    instances = tuple(label.id for label in CITYSCAPES_LABELS if label.has_instances)
+    return len(CITYSCAPES_LABELS), evaluated, instances
+
+
+def _sizes(size: Sequence[int], n: int, ragged: bool, seed: int) -> list[tuple[int, ...]]:
+    """`n` sizes: all `size`, or (`ragged`) each side drawn in [size / 2, size]."""
+    if not ragged:
+        return [tuple(size)] * n
+    rng = np.random.default_rng([seed, 99])
+    return [tuple(int(rng.integers(max(s // 2, 2), s + 1)) for s in size) for _ in range(n)]
+
+
+def _map_images(fn: Callable[[int], None], n: int, workers: int | None) -> None:
+    """``fn(i)`` for every image, on `workers` threads (default: every core; 1: here)."""
+    if workers == 1:
+        for i in range(n):
+            fn(i)
+        return
+    with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count()) as pool:
+        list(pool.map(fn, range(n)))
+
+
+def _instances(labels: np.ndarray, instance_ids: Sequence[int]) -> np.ndarray:
+    """Cityscapes instanceIds: ``id * 1000 + k`` on instance classes, else the label id."""
+    try:  # scipy is not a dependency (the test extra has it, through scikit-learn)
+        ndimage = importlib.import_module("scipy.ndimage")
+    except ImportError:
+        raise ImportError("instances=True needs scipy: pip install scipy") from None
+
+    out = labels.astype(np.uint16)
+    for label in instance_ids:
+        mask = labels == label
+        if mask.any():
+            components, _ = ndimage.label(mask)
+            out[mask] = label * 1000 + components[mask] - 1
+    return out
+
+
+def _png_writer() -> Callable[[Path, np.ndarray], None]:
+    """A function writing a grayscale (or RGB) uint8 / uint16 array as a PNG file.
+
+    Pillow, else imagecodecs (either is in the ``images`` extra).
+
+    Raises
+    ------
+    fastseg.readers.MissingReaderError
+        When neither is installed, naming the extra.
+    """
+    try:
+        from PIL import Image
+    except ImportError:
+        pass
+    else:
+
+        def pillow(path: Path, arr: np.ndarray) -> None:
+            Image.fromarray(arr).save(path)
+
+        return pillow
+    try:
+        import imagecodecs
+    except ImportError:
+        from fastseg.readers import MissingReaderError
+
+        raise MissingReaderError(
+            "writing PNG files needs Pillow or imagecodecs: pip install 'fastseg[images]'"
+        ) from None
+
+    def codecs(path: Path, arr: np.ndarray) -> None:
+        path.write_bytes(imagecodecs.png_encode(arr))
+
+    return codecs
+
+
+def write_cityscapes(
+    out: str | os.PathLike[str],
+    images: int = 100,
+    size: Sequence[int] = (1024, 2048),
+    *,
+    ragged: bool = False,
+    instances: bool = False,
+    color: bool = False,
+    cities: int = 3,
+    evaluated_only: bool = True,
+    background: int = 0,
+    seed: int = 0,
+    workers: int | None = None,
+) -> list[str]:
+    """Write a Cityscapes-like folder of PNG label ids; return the image names (ids).
+
+    ::
+
+        out/gtFine/val/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png     truth, uint8 0..33
+        out/gtFine/val/<city>/<city>_<seq>_<frame>_gtFine_instanceIds.png  (instances) uint16
+        out/gtFine/val/<city>/<city>_<seq>_<frame>_gtFine_color.png        (color) RGB
+        out/results/<city>_<seq>_<frame>_leftImg8bit.png                   prediction, uint8
+
+    Predictions are flat (the official evaluator finds them by name anywhere under its
+    results folder); the truth is in city sub-folders. Image ``i`` is
+    ``labels(make_spec(size_i, 34, ignore_index=None, seed=seed), i)``: shapes of the
+    label ids 1 to 32 on a background (id 0, "unlabeled", ignored by the Cityscapes
+    preset, unless `background` says otherwise), the prediction made around them with
+    realistic errors.
+
+    Parameters
+    ----------
+    out : path
+        Folder to write into (created; existing files of the same names are replaced).
+    images : int
+        Number of images.
+    size : (H, W)
+        Image size; with `ragged`, the largest (each side drawn in ``[size / 2, size]``).
+    instances, color : bool
+        Also write ``*_gtFine_instanceIds.png`` (``id * 1000 + k`` on the classes with
+        instances; needs scipy) and ``*_gtFine_color.png`` (a fixed random palette).
+    cities : int
+        City sub-folders used in turn (at most 5).
+    evaluated_only : bool
+        The predictions hold only the 19 evaluated ids, as a model trained on the 19
+        classes predicts (a void id predicted by the generator becomes an evaluated one);
+        the truth keeps every id.
+    background : int
+        Label id of the pixels no shape covers, in the truth and the prediction: 0
+        ("unlabeled": the benchmark ignores most of the truth) or e.g. 7 ("road": most
+        pixels are evaluated, as in a street scene).
+    seed : int
+        The generator's seed; the same seed gives the same files.
+    workers : int, optional
+        Writer threads (default: every core; 1 writes in the calling thread).
+
+    Raises
+    ------
+    fastseg.readers.MissingReaderError
+        Without Pillow or imagecodecs (the ``images`` extra), before anything is written.
+    """
+    write_png = _png_writer()
+    n_ids, evaluated, instance_ids = _cityscapes_ids()
+    if not (isinstance(background, int | np.integer) and 0 <= background < n_ids):
+        raise ValueError(
+            f"background must be a Cityscapes label id in [0, {n_ids}); got {background!r}"
+        )
+    # Label id -> itself when evaluated, else an evaluated id (for predictions).
+    to_evaluated = np.array(
+        [i if i in evaluated else evaluated[i % len(evaluated)] for i in range(256)], np.uint8
+    )
+    palette = np.random.default_rng(7).integers(0, 256, (256, 3), dtype=np.uint8)
+    root = Path(out)
+    sizes = _sizes(size, images, ragged, seed)
+    used = CITYSCAPES_CITIES[: max(1, min(cities, len(CITYSCAPES_CITIES)))]
+    names = []
+    for i in range(images):
+        city = used[i % len(used)]
+        names.append((city, f"{city}_{i // len(CITYSCAPES_CITIES):06d}_{19 + i:06d}"))
+    for city in {c for c, _ in names}:
+        (root / "gtFine" / "val" / city).mkdir(parents=True, exist_ok=True)
+    (root / "results").mkdir(parents=True, exist_ok=True)
+
+    def one(i: int) -> None:
+        spec = make_spec(sizes[i], n_ids, ignore_index=None, seed=seed)
+        true, guess = labels(spec, i)
+        if background:  # shapes are never id 0
+            true[true == 0] = background
+            guess[guess == 0] = background
+        if evaluated_only:
+            guess = to_evaluated[guess]
+        city, name = names[i]
+        gt = root / "gtFine" / "val" / city
+        write_png(gt / f"{name}_gtFine_labelIds.png", true)
+        write_png(root / "results" / f"{name}_leftImg8bit.png", guess)
+        if instances:
+            write_png(gt / f"{name}_gtFine_instanceIds.png", _instances(true, instance_ids))
+        if color:
+            write_png(gt / f"{name}_gtFine_color.png", palette[true])
+
+    _map_images(one, images, workers)
+    return [name for _, name in names]
+
+
+def write_nnunet(
+    out: str | os.PathLike[str],
+    cases: int = 10,
+    size: Sequence[int] = (64, 128, 128),
+    *,
+    classes: int = 4,
+    probabilities: bool = False,
+    ragged: bool = True,
+    seed: int = 0,
+    workers: int | None = None,
+) -> list[str]:
+    """Write an nnU-Net-like folder of NIfTI volumes; return the case names (ids).
+
+    ::
+
+        out/labelsTs/case_0000.nii.gz       truth volume, uint8, with voxel spacing
+        out/pred/case_0000.nii.gz           prediction, same geometry, same name
+        out/pred/case_0000.npz              (probabilities) key 'probabilities', (C, Z, Y, X)
+        out/dataset.json                    nnU-Net's labels and file ending
+
+    Volumes are written as nnU-Net (SimpleITK) writes them: the NumPy volume
+    ``(Z, Y, X)`` is the NIfTI's ``(X, Y, Z)`` data, so fastseg (which reads NIfTI in
+    ``(Z, Y, X)`` order) and the ``.npz`` probabilities line up. Each case has its own
+    voxel spacing and origin, the same on both sides. Case ``i`` is
+    ``labels(make_spec(size_i, classes, ignore_index=None, absent_class=False,
+    seed=seed), i)``; the probabilities are :func:`scores` around the prediction, so
+    their argmax is the predicted volume.
+
+    Parameters
+    ----------
+    out : path
+        Folder to write into (created; existing files of the same names are replaced).
+    cases : int
+        Number of volumes.
+    size : (D, H, W)
+        The largest volume (`ragged`: each side drawn in ``[size / 2, size]``), else the
+        size of every one.
+    classes : int
+        Number of classes, background (0) included: ``dataset.json`` names them
+        ``background``, ``class1``, ...
+    probabilities : bool
+        Also write nnU-Net's ``.npz`` probabilities (float32) next to the predictions.
+    seed : int
+        The generator's seed; the same seed gives the same files.
+    workers : int, optional
+        Writer threads (default: every core; 1 writes in the calling thread).
+
+    Raises
+    ------
+    fastseg.readers.MissingReaderError
+        Without nibabel (the ``nifti`` extra), before anything is written.
+    """
+    try:
+        import nibabel
+    except ImportError:
+        from fastseg.readers import MissingReaderError
+
+        raise MissingReaderError(
+            "writing NIfTI files needs nibabel: pip install 'fastseg[nifti]'"
+        ) from None
+
+    root = Path(out)
+    for sub in ("labelsTs", "pred"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    sizes = _sizes(size, cases, ragged, seed)
+    rng = np.random.default_rng([seed, 7])
+    spacings = [tuple(np.round(rng.uniform(0.5, 3.0, 3), 3)) for _ in range(cases)]
+    names = [f"case_{i:04d}" for i in range(cases)]
+
+    def one(i: int) -> None:
+        spec = make_spec(sizes[i], classes, ignore_index=None, absent_class=False, seed=seed,
+                         dtype="float32")  # fmt: skip
+        true, guess = labels(spec, i)
+        sz, sy, sx = spacings[i]
+        affine = np.diag([sx, sy, sz, 1.0])
+        affine[:3, 3] = (-10.0 * i, 20.0, -30.0)
+        for folder, vol in (("labelsTs", true), ("pred", guess)):
+            image = nibabel.Nifti1Image(vol.T, affine)  # (Z, Y, X) -> NIfTI (X, Y, Z)
+            image.header.set_data_dtype(np.uint8)
+            nibabel.save(image, root / folder / f"{names[i]}.nii.gz")
+        if probabilities:
+            p = scores(spec, i, guess)  # (Z, Y, X, C) float32
+            np.savez_compressed(root / "pred" / f"{names[i]}.npz",
+                                probabilities=np.moveaxis(p, -1, 0))  # fmt: skip
+
+    _map_images(one, cases, workers)
+    labels_json = {"background": 0, **{f"class{k}": k for k in range(1, classes)}}
+    dataset = {"labels": labels_json, "file_ending": ".nii.gz", "numTraining": 0,
+               "channel_names": {"0": "CT"}}  # fmt: skip
+    (root / "dataset.json").write_text(json.dumps(dataset, indent=1) + "\n")
+    return names
 
 
 # --------------------------------------------------------------------------------------
