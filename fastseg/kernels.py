@@ -1052,7 +1052,7 @@ def _hard_share(pred, true, classes, counts, work, image, t, n_threads):
             _finish_image(table, b, classes.num_classes, own)
             table[:] = 0
     else:
-        for k in range(t, n_blocks, n_threads):
+        for k in range(t * n_blocks // n_threads, (t + 1) * n_blocks // n_threads):
             start = k * BLOCK
             _hard_block(pred, true, Span(image, start, min(n_pix, start + BLOCK)), classes,
                         scratch, stats, table)  # fmt: skip
