@@ -998,8 +998,7 @@ def _merge_stats(thread_stats, stats):
             stats[slot] += thread_stats[t, slot]
 
 
-@njit(**HELPER)
-def _hard_block(pred, true, span, classes, scratch, stats, table):
+def _decoded_block(pred, true, span, classes, scratch, stats, table):
     pl, tl, pkeys, tkeys, nans = scratch
     # Truth first: where it is ignored (or invalid) the prediction is not checked.
     _decode(true, span, classes, Scratch(tl, tkeys, nans), Found(stats, TRUE_BAD),
@@ -1007,6 +1006,37 @@ def _hard_block(pred, true, span, classes, scratch, stats, table):
     _decode(pred, span, Classes(classes.num_classes, False, 0), Scratch(pl, pkeys, nans),
             Found(stats, PRED_BAD), Mask(tl, True))  # fmt: skip
     _tally(pl, tl, span.stop - span.start, table)
+
+
+def _label_pair_block(pred, true, span, classes, scratch, stats, table):
+    """Two label maps: checked and tallied pixel by pixel, without decoding to scratch
+    (the same rules and stats as :func:`_decoded_block`, one pass, no buffer writes)."""
+    b, start, stop = span
+    num_classes, has_ignore, ignore = classes
+    tl = true[b, start:stop]
+    pl = pred[b, start:stop]
+    for j in range(stop - start):
+        t = tl[j]
+        p = pl[j]
+        if has_ignore and t == ignore:
+            stats[IGNORED] += 1
+        elif t < 0 or t >= num_classes:
+            stats[TRUE_BAD] += 1
+            stats[TRUE_BAD_VALUE] = t
+        elif p < 0 or p >= num_classes:
+            stats[PRED_BAD] += 1
+            stats[PRED_BAD_VALUE] = p
+        else:
+            table[t, p] += 1
+
+
+@_specialised
+def _hard_block(pred, true, span, classes, scratch, stats, table):
+    """Decode and tally one block: two label maps in one pass, anything else through the
+    decoders of each input."""
+    if pred.ndim == 2 and true.ndim == 2:
+        return _label_pair_block
+    return _decoded_block
 
 
 @njit(**HELPER)
