@@ -22,9 +22,17 @@ pass (:func:`_argmax_group`); channels-last scores pixel by pixel.
 The kernels never allocate anything proportional to the input: pixels are decoded to
 class labels one block of :data:`BLOCK` pixels at a time into small scratch buffers, then
 tallied into a per-image ``(N + 1) x (N + 1)`` table whose extra row and column is
-"no class" (only the one-class threshold of the post produces it). Threads own their
-tables; nothing is shared inside a parallel loop, so counts are identical for any number
-of threads, and so are the soft sums (summed block by block, blocks in order).
+"no class" (only the one-class threshold of the post produces it). Two label maps skip
+the decoding: each pixel pair is checked and tallied at once (:func:`_label_pair_block`).
+
+Threads: a call's work is split into ``T`` shares (whole images round-robin, then the
+blocks of the last ``B % T`` images in contiguous ranges), compiled functions that release
+the GIL and run on a plain thread pool (:func:`run_shares`), not in a Numba parallel
+region: that would cost seconds of compilation per kernel specialisation and tie the
+kernels to a Numba threading layer. ``T`` is ``numba.get_num_threads()`` of the caller.
+Each share owns its tables; nothing is shared between shares, so counts are identical
+for any number of threads, and so are the soft sums (summed block by block, blocks in
+order).
 
 Per-thread tables take ``T * 2 * (N + 1)^2`` int64: with many classes and threads that is
 gigabytes. :func:`hard_kernel` then picks :func:`hard_counts_shared`, which decodes
@@ -58,8 +66,10 @@ names the source. "last" is channels-last ``(B, P, N)``, "inside" the class axis
 =======================  =================  ==============================  ==================
 input kind               decoder            fast path                       cycles per pixel
 =======================  =================  ==============================  ==================
+two label maps           _label_pair_block  check and tally each pixel      no figure
+                                            pair, no scratch buffer
 label map ``(B, P)``     _decode_labels     one pass over a slice (indices  no figure
-                                            non-negative: vectorised)
+(truth, beside scores)                      non-negative: vectorised)
 last, float32/64,        _decode_last       running argmax per pixel,       N=14: 28, N=21: 33
 N < 32                                      branch-free NaN flag            (a); VOC: ~33 (b)
 last, float32/64,        _decode_last       _argmax_two_pass: largest key,  N=32: 30,
