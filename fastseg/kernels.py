@@ -22,9 +22,17 @@ pass (:func:`_argmax_group`); channels-last scores pixel by pixel.
 The kernels never allocate anything proportional to the input: pixels are decoded to
 class labels one block of :data:`BLOCK` pixels at a time into small scratch buffers, then
 tallied into a per-image ``(N + 1) x (N + 1)`` table whose extra row and column is
-"no class" (only the one-class threshold of the post produces it). Threads own their
-tables; nothing is shared inside a parallel loop, so counts are identical for any number
-of threads, and so are the soft sums (summed block by block, blocks in order).
+"no class" (only the one-class threshold of the post produces it). Two label maps skip
+the decoding: each pixel pair is checked and tallied at once (:func:`_label_pair_block`).
+
+Threads: a call's work is split into ``T`` shares (whole images round-robin, then the
+blocks of the last ``B % T`` images in contiguous ranges), compiled functions that release
+the GIL and run on a plain thread pool (:func:`run_shares`), not in a Numba parallel
+region: that would cost seconds of compilation per kernel specialisation and tie the
+kernels to a Numba threading layer. ``T`` is ``numba.get_num_threads()`` of the caller.
+Each share owns its tables; nothing is shared between shares, so counts are identical
+for any number of threads, and so are the soft sums (summed block by block, blocks in
+order).
 
 Per-thread tables take ``T * 2 * (N + 1)^2`` int64: with many classes and threads that is
 gigabytes. :func:`hard_kernel` then picks :func:`hard_counts_shared`, which decodes
@@ -58,8 +66,10 @@ names the source. "last" is channels-last ``(B, P, N)``, "inside" the class axis
 =======================  =================  ==============================  ==================
 input kind               decoder            fast path                       cycles per pixel
 =======================  =================  ==============================  ==================
+two label maps           _label_pair_block  check and tally each pixel      no figure
+                                            pair, no scratch buffer
 label map ``(B, P)``     _decode_labels     one pass over a slice (indices  no figure
-                                            non-negative: vectorised)
+(truth, beside scores)                      non-negative: vectorised)
 last, float32/64,        _decode_last       running argmax per pixel,       N=14: 28, N=21: 33
 N < 32                                      branch-free NaN flag            (a); VOC: ~33 (b)
 last, float32/64,        _decode_last       _argmax_two_pass: largest key,  N=32: 30,
@@ -104,11 +114,14 @@ Names
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba import from_dtype, get_thread_id, njit, prange, typeof, types
+from numba import from_dtype, njit, typeof, types
 from numba.extending import overload
 
 # --------------------------------------------------------------------------------------
@@ -137,19 +150,23 @@ HELPER: Any = {
 
 KERNEL: Any = {
     **HELPER,
-    # Kernels release the GIL so that Dask's threaded scheduler (or any thread pool) can
-    # run several of them at once.
+    # Kernels release the GIL: :func:`run_shares` runs a call's shares on several threads,
+    # and Dask's threaded scheduler (or any thread pool) can run several calls at once.
     "nogil": True,
-    # Kernels split work over images or pixel blocks with `prange`; each thread writes only
-    # into buffers it owns, so results are identical for any thread count.
-    "parallel": True,
+    # No `parallel=True`: a Numba parallel region costs seconds of compilation per kernel
+    # specialisation (parfor passes, one gufunc per loop, its body compiled twice) and
+    # ties the kernels to a Numba threading layer; the shares run on a plain thread pool.
     # The on-disk cache makes the second process start in well under a second instead of
-    # recompiling (scripts/compile_time.py: 12.4 s cold, 0.6 s warm). It is keyed by the
-    # source file's timestamp and the CPU; Numba writes it atomically, so several processes
-    # may share it.
+    # recompiling. It is keyed by the source file's timestamp and the CPU; Numba writes
+    # it atomically, so several processes may share it.
     "cache": True,
 }
 
+#: Blocks per thread in one round of the kernels that work in rounds (the soft sums of
+#: the last ``B % T`` images, the shared-table hard counts): a round's buffers take
+#: ``T * ROUND_BLOCKS`` blocks, whatever the input size; more blocks per round mean
+#: fewer hand-overs between threads.
+ROUND_BLOCKS = 4
 #: Pixels decoded per block. Channels-first scores are read as N runs of BLOCK values;
 #: runs much shorter than this defeat the hardware prefetcher, which stops at 4 KiB pages
 #: (measured: 4096 -> 32768 made the argmax 3x faster). Scratch stays in L2 (~0.5 MiB).
@@ -268,6 +285,90 @@ class SoftScratch(NamedTuple):
     true_nans: np.ndarray
 
 
+class HardWork(NamedTuple):
+    """Per-thread buffers of :func:`hard_counts` (thread ``t`` owns index ``t``)."""
+
+    #: (T, N + 1, N + 1) int64: the tally of the image (or blocks) being counted.
+    tables: np.ndarray
+    #: (T, N, N) int64: confusion of the whole images a thread counted.
+    confusions: np.ndarray
+    #: (T, N_STATS) int64.
+    stats: np.ndarray
+
+
+class SoftWork(NamedTuple):
+    """Buffers of :func:`soft_sums`."""
+
+    #: (T * ROUND_BLOCKS, 3, N) float64: one round's per-block sums.
+    partial: np.ndarray
+    #: (T, N_STATS) int64, one row per thread.
+    stats: np.ndarray
+
+
+class BlockLabels(NamedTuple):
+    """One round of decoded labels of :func:`hard_counts_shared`: (T * ROUND_BLOCKS,
+    BLOCK) int32 each, SKIP where a pixel is not counted."""
+
+    true: np.ndarray
+    pred: np.ndarray
+
+
+# --------------------------------------------------------------------------------------
+# Threads: a call's work is split into shares, run on a pool of plain threads.
+# --------------------------------------------------------------------------------------
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _reset_pool() -> None:
+    # A forked child has the pool object but not its threads: start afresh.
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_reset_pool)
+
+
+def _workers(n: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The process's kernel thread pool, with at least `n` threads."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < n:
+            old, _pool = _pool, concurrent.futures.ThreadPoolExecutor(
+                n, thread_name_prefix="fastseg-kernel")  # fmt: skip
+            if old is not None:
+                old.shutdown(wait=False)  # its queued shares still run
+        return _pool
+
+
+def run_shares(work: Callable[..., None], n_threads: int, *args: Any) -> None:
+    """``work(*args, t, n_threads)`` for every share ``t < n_threads``, on that many threads.
+
+    Share 0 runs in the calling thread, the others on the pool (shares are compiled
+    kernels that release the GIL, so they run at once). Returns when all have finished;
+    the first error raised by a share is raised again. Shares never wait on each other,
+    so calls from several threads at once (Dask's threaded scheduler) just queue their
+    shares: the pool bounds the threads in use, and no call can deadlock another.
+    """
+    if n_threads <= 1:
+        work(*args, 0, 1)
+        return
+    pool = _workers(n_threads - 1)
+    futures = [pool.submit(work, *args, t, n_threads) for t in range(1, n_threads)]
+    try:
+        work(*args, 0, n_threads)
+    finally:
+        concurrent.futures.wait(futures)
+    for f in futures:
+        f.result()
+
+
+def _pixels_per_image(x: np.ndarray) -> int:
+    """P, for a kernel input of any of the three shapes."""
+    return int(x.shape[1] * x.shape[3]) if x.ndim == 4 else int(x.shape[1])
+
+
 # --------------------------------------------------------------------------------------
 # The signatures the kernels are compiled for: the one list (see the module docstring).
 # --------------------------------------------------------------------------------------
@@ -314,7 +415,6 @@ def _input_pairs(soft: bool) -> list[tuple[tuple[int, str], tuple[int, str]]]:
 
 # Numba types built directly (numba.typeof on arrays would import numpy.ma at import).
 _CLASSES_TYPE = types.NamedTuple((types.int64, types.boolean, types.int64), Classes)
-_STATS_TYPE = _array_type("int64", 1, readonly=False)
 _OUTPUT_TYPES = {
     False: types.NamedUniTuple(_array_type("int64", 2, readonly=False), 4, HardCounts),
     True: types.NamedUniTuple(_array_type("float64", 2, readonly=False), 3, SoftSums),
@@ -322,22 +422,38 @@ _OUTPUT_TYPES = {
 _INPUT_TYPES = {(nd, d): _array_type(d, nd) for nd in (2, 3, 4)
                 for d in {*LABEL_DTYPES, *SCORE_DTYPES, *SOFT_SCORE_DTYPES}}  # fmt: skip
 
-#: Kernel name -> every argument type tuple it may be compiled for: ``(pred, true,
-#: Classes, HardCounts or SoftSums, stats, n_threads)`` with `pred` and `true` from
-#: :func:`_input_pairs`. Nothing else is ever compiled (tests/test_kernels.py checks).
+_I64 = types.int64
+_SUFFIX_TYPES = {
+    # (outputs, buffers, integers...) after (pred, true, Classes), per compiled kernel.
+    "hard_counts": (
+        _OUTPUT_TYPES[False],
+        types.NamedTuple((_array_type("int64", 3, False), _array_type("int64", 3, False),
+                          _array_type("int64", 2, False)), HardWork),  # fmt: skip
+        _I64, _I64, _I64,
+    ),
+    "hard_counts_shared": (
+        types.NamedUniTuple(_array_type("int32", 2, readonly=False), 2, BlockLabels),
+        _array_type("int64", 2, readonly=False),
+        _I64, _I64, _I64,
+    ),
+    "soft_sums": (
+        _OUTPUT_TYPES[True],
+        types.NamedTuple((_array_type("float64", 3, False), _array_type("int64", 2, False)),
+                         SoftWork),  # fmt: skip
+        _I64, _I64, _I64, _I64,
+    ),
+}
+
+#: Kernel name -> every argument type tuple its compiled function (:data:`COMPILED`) may
+#: be compiled for: ``(pred, true, Classes, ...)`` with `pred` and `true` from
+#: :func:`_input_pairs` and the rest fixed. Nothing else is ever compiled
+#: (tests/test_kernels.py checks).
 SIGNATURES: dict[str, frozenset[tuple[Any, ...]]] = {
     name: frozenset(
-        (
-            _INPUT_TYPES[p],
-            _INPUT_TYPES[t],
-            _CLASSES_TYPE,
-            _OUTPUT_TYPES[soft],
-            _STATS_TYPE,
-            types.int64,
-        )
-        for p, t in _input_pairs(soft)
+        (_INPUT_TYPES[p], _INPUT_TYPES[t], _CLASSES_TYPE, *_SUFFIX_TYPES[name])
+        for p, t in _input_pairs(name == "soft_sums")
     )
-    for name, soft in (("hard_counts", False), ("hard_counts_shared", False), ("soft_sums", True))
+    for name in ("hard_counts", "hard_counts_shared", "soft_sums")
 }
 
 _ACCEPTS = {soft: frozenset(_input_pairs(soft)) for soft in (False, True)}
@@ -872,6 +988,17 @@ def _finish_image(table, b, num_classes, counts):
 
 
 @njit(**HELPER)
+def _add_sums(sums, b, acc):
+    """Add one block's (3, N) soft sums into image `b`'s rows. A loop: NumPy-style array
+    arithmetic in Numba compiles a shape-mismatch error path whose message formatting
+    costs seconds of compilation in every process."""
+    for c in range(acc.shape[1]):
+        sums.inter[b, c] += acc[0, c]
+        sums.pred_sum[b, c] += acc[1, c]
+        sums.true_sum[b, c] += acc[2, c]
+
+
+@njit(**HELPER)
 def _merge_stats(thread_stats, stats):
     for t in range(thread_stats.shape[0]):
         for slot in (TRUE_BAD, PRED_BAD):
@@ -881,8 +1008,7 @@ def _merge_stats(thread_stats, stats):
             stats[slot] += thread_stats[t, slot]
 
 
-@njit(**HELPER)
-def _hard_block(pred, true, span, classes, scratch, stats, table):
+def _decoded_block(pred, true, span, classes, scratch, stats, table):
     pl, tl, pkeys, tkeys, nans = scratch
     # Truth first: where it is ignored (or invalid) the prediction is not checked.
     _decode(true, span, classes, Scratch(tl, tkeys, nans), Found(stats, TRUE_BAD),
@@ -890,6 +1016,37 @@ def _hard_block(pred, true, span, classes, scratch, stats, table):
     _decode(pred, span, Classes(classes.num_classes, False, 0), Scratch(pl, pkeys, nans),
             Found(stats, PRED_BAD), Mask(tl, True))  # fmt: skip
     _tally(pl, tl, span.stop - span.start, table)
+
+
+def _label_pair_block(pred, true, span, classes, scratch, stats, table):
+    """Two label maps: checked and tallied pixel by pixel, without decoding to scratch
+    (the same rules and stats as :func:`_decoded_block`, one pass, no buffer writes)."""
+    b, start, stop = span
+    num_classes, has_ignore, ignore = classes
+    tl = true[b, start:stop]
+    pl = pred[b, start:stop]
+    for j in range(stop - start):
+        t = tl[j]
+        p = pl[j]
+        if has_ignore and t == ignore:
+            stats[IGNORED] += 1
+        elif t < 0 or t >= num_classes:
+            stats[TRUE_BAD] += 1
+            stats[TRUE_BAD_VALUE] = t
+        elif p < 0 or p >= num_classes:
+            stats[PRED_BAD] += 1
+            stats[PRED_BAD_VALUE] = p
+        else:
+            table[t, p] += 1
+
+
+@_specialised
+def _hard_block(pred, true, span, classes, scratch, stats, table):
+    """Decode and tally one block: two label maps in one pass, anything else through the
+    decoders of each input."""
+    if pred.ndim == 2 and true.ndim == 2:
+        return _label_pair_block
+    return _decoded_block
 
 
 @njit(**HELPER)
@@ -909,48 +1066,36 @@ def _scratch(pred, true):
 
 
 @njit(**KERNEL)
-def _hard_counts(pred, true, classes, counts, stats, n_threads):
-    """The compiled :func:`hard_counts`; arguments as :func:`_arguments` makes them."""
-    num_classes = classes.num_classes
-    tp, pred_count, true_count, confusion = counts
+def _hard_share(pred, true, classes, counts, work, image, t, n_threads):
+    """Thread `t`'s share of one step of :func:`hard_counts` (the compiled kernel).
+
+    ``image < 0``: the whole images ``t, t + T, ...`` below the last ``B % T``, each
+    tallied into this thread's table and folded into its rows and this thread's own
+    confusion matrix. Otherwise the blocks ``t, t + T, ...`` of `image`, tallied into this
+    thread's table (the caller sums the tables).
+    """
     n_images = pred.shape[0]
     n_pix = _n_pixels(pred)
     n_blocks = (n_pix + BLOCK - 1) // BLOCK
-    side = num_classes + 1
-    tables = np.zeros((n_threads, side, side), np.int64)
-    confs = np.zeros((n_threads, num_classes, num_classes), np.int64)
-    tstats = np.zeros((n_threads, N_STATS), np.int64)
-
-    # Whole images in parallel: each image is owned by one thread, which writes its rows.
-    n_whole = n_images - n_images % n_threads
-    for b in prange(n_whole):
-        t = get_thread_id()
-        table = tables[t]
-        table[:] = 0
-        scratch = _scratch(pred, true)
-        for k in range(n_blocks):
+    table = work.tables[t]
+    stats = work.stats[t]
+    table[:] = 0
+    scratch = _scratch(pred, true)
+    if image < 0:
+        n_whole = n_images - n_images % n_threads
+        own = HardCounts(counts.tp, counts.pred_count, counts.true_count, work.confusions[t])
+        for b in range(t, n_whole, n_threads):
+            for k in range(n_blocks):
+                start = k * BLOCK
+                _hard_block(pred, true, Span(b, start, min(n_pix, start + BLOCK)), classes,
+                            scratch, stats, table)  # fmt: skip
+            _finish_image(table, b, classes.num_classes, own)
+            table[:] = 0
+    else:
+        for k in range(t * n_blocks // n_threads, (t + 1) * n_blocks // n_threads):
             start = k * BLOCK
-            stop = min(n_pix, start + BLOCK)
-            _hard_block(pred, true, Span(b, start, stop), classes, scratch, tstats[t], table)
-        _finish_image(table, b, num_classes, HardCounts(tp, pred_count, true_count, confs[t]))
-
-    # The remaining images (fewer than the threads): blocks of one image in parallel.
-    for b in range(n_whole, n_images):
-        tables[:] = 0
-        for k in prange(n_blocks):
-            t = get_thread_id()
-            start = k * BLOCK
-            stop = min(n_pix, start + BLOCK)
-            _hard_block(pred, true, Span(b, start, stop), classes, _scratch(pred, true),
-                        tstats[t], tables[t])  # fmt: skip
-        for t in range(1, n_threads):
-            tables[0] += tables[t]
-        _finish_image(tables[0], b, num_classes, HardCounts(tp, pred_count, true_count,
-                                                            confs[0]))  # fmt: skip
-
-    for t in range(n_threads):
-        confusion += confs[t]
-    _merge_stats(tstats, stats)
+            _hard_block(pred, true, Span(image, start, min(n_pix, start + BLOCK)), classes,
+                        scratch, stats, table)  # fmt: skip
 
 
 def hard_counts(pred: Any, true: Any, classes: Classes, counts: HardCounts, stats: np.ndarray,
@@ -982,7 +1127,24 @@ def hard_counts(pred: Any, true: Any, classes: Classes, counts: HardCounts, stat
         Arguments of another form than the kernel is compiled for, outputs of the wrong
         shape. Nothing is compiled for them.
     """
-    _hard_counts(*_arguments(pred, true, classes, counts, stats, n_threads, soft=False))
+    pred, true, classes, counts, stats, n_threads = _arguments(
+        pred, true, classes, counts, stats, n_threads, soft=False)  # fmt: skip
+    num_classes = classes.num_classes
+    side = num_classes + 1
+    work = HardWork(
+        np.zeros((n_threads, side, side), np.int64),
+        np.zeros((n_threads, num_classes, num_classes), np.int64),
+        np.zeros((n_threads, N_STATS), np.int64),
+    )
+    n_images = pred.shape[0]
+    n_tail = n_images % n_threads
+    if n_images > n_tail:
+        run_shares(_hard_share, n_threads, pred, true, classes, counts, work, -1)
+    for image in range(n_images - n_tail, n_images):
+        run_shares(_hard_share, n_threads, pred, true, classes, counts, work, image)
+        _finish_image(work.tables.sum(axis=0), image, num_classes, counts)
+    counts.confusion[...] += work.confusions.sum(axis=0)
+    _merge_stats(work.stats, stats)
 
 
 # --------------------------------------------------------------------------------------
@@ -1081,36 +1243,36 @@ def _tally_owned(tl, pl, lo, hi, b, num_classes, counts):
 
 
 @njit(**KERNEL)
-def _hard_counts_shared(pred, true, classes, counts, stats, n_threads):
-    """The compiled :func:`hard_counts_shared`."""
-    num_classes = classes.num_classes
-    n_images = pred.shape[0]
-    n_pix = _n_pixels(pred)
-    total = n_images * n_pix
-    n_chunks = (total + BLOCK - 1) // BLOCK
-    tl = np.empty((n_threads, BLOCK), np.int32)
-    pl = np.empty((n_threads, BLOCK), np.int32)
-    tstats = np.zeros((n_threads, N_STATS), np.int64)
-    for r0 in range(0, n_chunks, n_threads):
-        nr = min(n_threads, n_chunks - r0)
-        for k in prange(nr):
-            g0 = (r0 + k) * BLOCK
-            g1 = min(total, g0 + BLOCK)
-            _decode_chunk(pred, true, g0, g1, classes, tl[k], pl[k], tstats[get_thread_id()])
-        for o in prange(n_threads):
-            lo = o * num_classes // n_threads
-            hi = (o + 1) * num_classes // n_threads
-            for k in range(nr):
-                g0 = (r0 + k) * BLOCK
-                g1 = min(total, g0 + BLOCK)
-                g = g0
-                while g < g1:
-                    b = g // n_pix
-                    stop = min((b + 1) * n_pix, g1)
-                    _tally_owned(tl[k, g - g0 : stop - g0], pl[k, g - g0 : stop - g0], lo, hi,
-                                 b, num_classes, counts)  # fmt: skip
-                    g = stop
-    _merge_stats(tstats, stats)
+def _decode_share(pred, true, classes, labels, stats, g0, t, n_threads):
+    """Thread `t`'s share of a round of :func:`hard_counts_shared` (the compiled kernel):
+    chunks ``t, t + T, ...`` of the round starting at pixel `g0` of the batch, decoded
+    into ``labels.true[r]`` / ``labels.pred[r]`` (r the chunk's place in the round)."""
+    total = pred.shape[0] * _n_pixels(pred)
+    for r in range(t, labels.true.shape[0], n_threads):
+        c0 = g0 + r * BLOCK
+        if c0 >= total:
+            break
+        _decode_chunk(pred, true, c0, min(total, c0 + BLOCK), classes, labels.true[r],
+                      labels.pred[r], stats[t])  # fmt: skip
+
+
+@njit(**HELPER)
+def _tally_share(labels, counts, n_pix, total, g0, t, n_threads):
+    """Owner `t`'s share of a round: every label of the round that falls in its truth rows
+    or prediction columns ``[t N / T, (t + 1) N / T)``."""
+    num_classes = counts.confusion.shape[0]
+    lo = t * num_classes // n_threads
+    hi = (t + 1) * num_classes // n_threads
+    for r in range(labels.true.shape[0]):
+        c0 = g0 + r * BLOCK
+        c1 = min(total, c0 + BLOCK)
+        g = c0
+        while g < c1:
+            b = g // n_pix
+            stop = min((b + 1) * n_pix, c1)
+            _tally_owned(labels.true[r, g - c0 : stop - c0], labels.pred[r, g - c0 : stop - c0],
+                         lo, hi, b, num_classes, counts)  # fmt: skip
+            g = stop
 
 
 def hard_counts_shared(pred: Any, true: Any, classes: Classes, counts: HardCounts,
@@ -1130,7 +1292,18 @@ def hard_counts_shared(pred: Any, true: Any, classes: Classes, counts: HardCount
 
     Counts are integers: identical to :func:`hard_counts` for any thread count.
     """
-    _hard_counts_shared(*_arguments(pred, true, classes, counts, stats, n_threads, soft=False))
+    pred, true, classes, counts, stats, n_threads = _arguments(
+        pred, true, classes, counts, stats, n_threads, soft=False)  # fmt: skip
+    n_pix = _pixels_per_image(pred)
+    total = pred.shape[0] * n_pix
+    per_round = n_threads * ROUND_BLOCKS
+    labels = BlockLabels(np.empty((per_round, BLOCK), np.int32),
+                         np.empty((per_round, BLOCK), np.int32))  # fmt: skip
+    thread_stats = np.zeros((n_threads, N_STATS), np.int64)
+    for g0 in range(0, total, per_round * BLOCK):
+        run_shares(_decode_share, n_threads, pred, true, classes, labels, thread_stats, g0)
+        run_shares(_tally_share, n_threads, labels, counts, n_pix, total, g0)
+    _merge_stats(thread_stats, stats)
 
 
 @_specialised
@@ -1252,47 +1425,38 @@ def _soft_scratch(true):
 
 
 @njit(**KERNEL)
-def _soft_sums(pred, true, classes, sums, stats, n_threads):
-    """The compiled :func:`soft_sums`."""
-    num_classes = classes.num_classes
-    inter, pred_sum, true_sum = sums
+def _soft_share(pred, true, classes, sums, work, image, k0, t, n_threads):
+    """Thread `t`'s share of one step of :func:`soft_sums` (the compiled kernel).
+
+    ``image < 0``: the whole images ``t, t + T, ...`` below the last ``B % T``, blocks
+    summed in order into their rows. Otherwise the blocks ``k0 + r`` of `image` for
+    ``r = t, t + T, ...`` below ``work.partial.shape[0]``, each into ``work.partial[r]``
+    (the caller adds them in block order).
+    """
     n_images = pred.shape[0]
     n_pix = _n_pixels(pred)
     n_blocks = (n_pix + BLOCK - 1) // BLOCK
-    tstats = np.zeros((n_threads, N_STATS), np.int64)
-    n_whole = n_images - n_images % n_threads
-    for b in prange(n_whole):
-        t = get_thread_id()
-        scratch = _soft_scratch(true)
-        acc = np.zeros((3, num_classes))
-        for k in range(n_blocks):
+    stats = work.stats[t]
+    scratch = _soft_scratch(true)
+    if image < 0:
+        acc = np.zeros((3, classes.num_classes))
+        for b in range(t, n_images - n_images % n_threads, n_threads):
+            for k in range(n_blocks):
+                start = k * BLOCK
+                acc[:] = 0.0
+                _soft_block(pred, true, Span(b, start, min(n_pix, start + BLOCK)), classes,
+                            scratch, stats, acc)  # fmt: skip
+                _add_sums(sums, b, acc)
+    else:
+        for r in range(t, work.partial.shape[0], n_threads):
+            k = k0 + r
+            if k >= n_blocks:
+                break
+            part = work.partial[r]
+            part[:] = 0.0
             start = k * BLOCK
-            stop = min(n_pix, start + BLOCK)
-            acc[:] = 0.0
-            _soft_block(pred, true, Span(b, start, stop), classes, scratch, tstats[t], acc)
-            inter[b] += acc[0]
-            pred_sum[b] += acc[1]
-            true_sum[b] += acc[2]
-
-    # The remaining images, blocks in parallel, in rounds of n_threads blocks: the
-    # partial sums take O(threads x N) memory whatever the image size.
-    partial = np.zeros((min(n_threads, n_blocks), 3, num_classes))
-    for b in range(n_whole, n_images):
-        for k0 in range(0, n_blocks, n_threads):
-            nk = min(n_threads, n_blocks - k0)
-            partial[:] = 0.0
-            for k in prange(nk):
-                t = get_thread_id()
-                start = (k0 + k) * BLOCK
-                stop = min(n_pix, start + BLOCK)
-                _soft_block(pred, true, Span(b, start, stop), classes, _soft_scratch(true),
-                            tstats[t], partial[k])  # fmt: skip
-            for k in range(nk):
-                inter[b] += partial[k, 0]
-                pred_sum[b] += partial[k, 1]
-                true_sum[b] += partial[k, 2]
-    _merge_stats(tstats, stats)
-    _merge_range(tstats, stats)
+            _soft_block(pred, true, Span(image, start, min(n_pix, start + BLOCK)), classes,
+                        scratch, stats, part)  # fmt: skip
 
 
 def soft_sums(pred: Any, true: Any, classes: Classes, sums: SoftSums, stats: np.ndarray,
@@ -1319,15 +1483,33 @@ def soft_sums(pred: Any, true: Any, classes: Classes, sums: SoftSums, stats: np.
     Each block is summed pixel by pixel, and blocks are added to an image's total in
     order, whatever thread computed them: the sums do not depend on the thread count.
     """
-    _soft_sums(*_arguments(pred, true, classes, sums, stats, n_threads, soft=True))
+    pred, true, classes, sums, stats, n_threads = _arguments(
+        pred, true, classes, sums, stats, n_threads, soft=True)  # fmt: skip
+    n_images = pred.shape[0]
+    n_blocks = (_pixels_per_image(pred) + BLOCK - 1) // BLOCK
+    n_tail = n_images % n_threads
+    per_round = n_threads * ROUND_BLOCKS
+    work = SoftWork(np.zeros((per_round, 3, classes.num_classes)),
+                    np.zeros((n_threads, N_STATS), np.int64))  # fmt: skip
+    if n_images > n_tail:
+        run_shares(_soft_share, n_threads, pred, true, classes, sums, work, -1, 0)
+    # The remaining images: their blocks in rounds, so the partial sums take
+    # O(threads x N) memory whatever the image size; added in block order.
+    for image in range(n_images - n_tail, n_images):
+        for k0 in range(0, n_blocks, per_round):
+            run_shares(_soft_share, n_threads, pred, true, classes, sums, work, image, k0)
+            for r in range(min(per_round, n_blocks - k0)):
+                _add_sums(sums, image, work.partial[r])
+    _merge_stats(work.stats, stats)
+    _merge_range(work.stats, stats)
 
 
 #: Kernel name -> its compiled function (a Numba dispatcher; the plain Python function
 #: under ``NUMBA_DISABLE_JIT=1``). Their ``signatures`` stay within :data:`SIGNATURES`.
 COMPILED = {
-    "hard_counts": _hard_counts,
-    "hard_counts_shared": _hard_counts_shared,
-    "soft_sums": _soft_sums,
+    "hard_counts": _hard_share,
+    "hard_counts_shared": _decode_share,
+    "soft_sums": _soft_share,
 }
 
 
