@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numba
@@ -10,6 +11,7 @@ import numpy as np
 from fastseg import kernels
 from fastseg.counts import Counts
 from fastseg.inputs import Prepared, check_num_classes, prepare
+from fastseg.labelmaps import Lookup
 
 
 def count_prepared(
@@ -46,7 +48,9 @@ def count_prepared(
     confusion = None if soft else np.zeros((num_classes, num_classes), np.int64)
     stats = np.zeros(kernels.N_STATS, np.int64)
     ignore = prep.ignore_index
-    classes = kernels.Classes(num_classes, ignore is not None, 0 if ignore is None else ignore)
+    true_lut, pred_lut = prep.kernel_lookups
+    classes = kernels.Classes(num_classes, ignore is not None, 0 if ignore is None else ignore,
+                              _codes(true_lut), _codes(pred_lut))  # fmt: skip
     threads = numba.get_num_threads()
     # Per-thread tables, or one shared table when those would not fit the memory budget.
     hard_counts = kernels.hard_kernel(num_classes, threads)
@@ -60,8 +64,39 @@ def count_prepared(
             counts = kernels.HardCounts(tp[rows], pred[rows], true[rows], confusion)
             hard_counts(p, t, classes, counts, stats, threads)
     check_stats(stats, num_classes, prep.ignore_index, (prep.true_dtype, prep.pred_dtype),
-                soft_range=check_range)  # fmt: skip
+                soft_range=check_range, lookups=(true_lut, pred_lut),
+                unmapped=lambda side: _unmapped_ids(prep, side))  # fmt: skip
     return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]))
+
+
+def _unmapped_ids(prep: Prepared, side: str) -> np.ndarray:
+    """The ids of `side` that map to no class, at the pixels a kernel checks them.
+
+    For error messages only (a second pass): the kernel counts such pixels and keeps one
+    id; this lists them all. A prediction is checked only where the truth counts.
+    """
+    true_lut, pred_lut = prep.kernel_lookups
+    n, ignore = prep.num_classes, prep.ignore_index
+    found: list[np.ndarray] = []
+    for _, p, t in prep.slabs():
+        if side == "y_true":
+            assert true_lut is not None
+            found.append(t[true_lut.kernel_codes(t) == true_lut.unmapped])
+            continue
+        assert pred_lut is not None
+        bad = pred_lut.kernel_codes(p) == pred_lut.unmapped
+        if t.ndim == 2:  # a label-map truth: only its counted pixels check the prediction
+            labels = true_lut.kernel_codes(t) if true_lut is not None else t.astype(np.int64)
+            bad &= (labels >= 0) & (labels < n) & (labels != (n if ignore is None else ignore))
+        found.append(p[bad])
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+
+
+def _codes(lut: Lookup | None) -> kernels.LabelCodes:
+    if lut is None:
+        return kernels.NO_CODES
+    assert lut.dense is not None
+    return kernels.LabelCodes(lut.dense, lut.default)
 
 
 def check_stats(
@@ -70,21 +105,31 @@ def check_stats(
     ignore_index: int | None,
     dtypes: tuple[np.dtype | None, np.dtype | None] = (None, None),
     soft_range: bool = False,
+    lookups: tuple[Lookup | None, Lookup | None] = (None, None),
+    unmapped: Callable[[str], np.ndarray] | None = None,
 ) -> None:
     """Raise a ValueError describing bad labels or NaN scores found by a kernel.
 
     With `soft_range`, soft values outside [0, 1] (or infinite) are refused too: soft
-    metrics of logits are meaningless (kept only by the post-compatible API).
+    metrics of logits are meaningless (kept only by the post-compatible API). Labels of
+    an input read through a label-id map (`lookups`: truth, prediction) are bad when
+    their id maps to no class; the message says so, naming the ids ``unmapped(name)``
+    lists (else the one id the kernel kept).
     """
     problems = []
-    for name, bad, value, nan, dtype in (
-        ("y_true", kernels.TRUE_BAD, kernels.TRUE_BAD_VALUE, kernels.TRUE_NAN, dtypes[0]),
-        ("y_pred", kernels.PRED_BAD, kernels.PRED_BAD_VALUE, kernels.PRED_NAN, dtypes[1]),
-    ):
+    for name, bad, value, nan, dtype, lut in (
+        ("y_true", kernels.TRUE_BAD, kernels.TRUE_BAD_VALUE, kernels.TRUE_NAN, dtypes[0],
+         lookups[0]),
+        ("y_pred", kernels.PRED_BAD, kernels.PRED_BAD_VALUE, kernels.PRED_NAN, dtypes[1],
+         lookups[1]),
+    ):  # fmt: skip
         example = int(stats[value])
         if dtype is not None and dtype.kind == "u" and example < 0:
             example += 2**64  # uint64 labels are read as int64 by the kernels
-        if stats[bad]:
+        if stats[bad] and lut is not None:
+            ids = unmapped(name) if unmapped is not None else np.array([example])
+            problems.append(lut.unmapped_message(int(stats[bad]), ids))
+        elif stats[bad]:
             hint = "" if ignore_index is not None or name == "y_pred" else (
                 "; if it marks pixels to skip, pass ignore_index")  # fmt: skip
             which = "" if name == "y_pred" else " that are not the ignore index"

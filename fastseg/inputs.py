@@ -34,9 +34,10 @@ Rules, in order:
    one-class rule (the single class is where the score is ``> 0``).
 5. Label-id maps (:mod:`fastseg.labelmaps`) apply to label maps only: ``label_map`` (or
    ``reduce_zero_label``) to the truth, ``label_map_pred`` to a label-map prediction.
-   Stored ids become class indices through a lookup table applied slab by slab by the
-   converters (so extra memory stays that of a slab); the table is kept on
-   :class:`Prepared` (``true_lut`` / ``pred_lut``) for a kernel that reads it directly.
+   Stored ids become class indices through a lookup table that the kernels read while
+   counting (:attr:`Prepared.kernel_lookups`): the data are never remapped into a copy.
+   Only a map of ids spread wider than ``labelmaps.KERNEL_TABLE_ENTRIES`` is applied
+   slab by slab by a converter (extra memory that of a slab).
 """
 
 from __future__ import annotations
@@ -86,11 +87,14 @@ class Prepared:
     channels : int or None
         Length of the class axis of the score input, when there is one.
     true_lut, pred_lut : Lookup or None
-        The label-id map of each input, when it has one: its converter applies it (stored
-        ids in the view, class indices out). Kept here so a kernel can apply the table
-        itself and drop the converter (see :class:`fastseg.labelmaps.Lookup`).
+        The label-id map of each input, when it has one. The kernel applies it
+        (:attr:`kernel_lookups`), or, for ids too widely spread for a kernel table, the
+        input's converter is the Lookup itself (stored ids in, class indices out).
     post : bool
         Read by the post-compatible API's rules (soft sums of any values).
+    kernel_lookups : tuple of (Lookup or None)
+        The (truth, prediction) label-id maps the kernel applies while counting; None for
+        an input without a map, or whose converter applies it.
     """
 
     pred: np.ndarray
@@ -107,6 +111,7 @@ class Prepared:
     true_lut: Lookup | None = None
     pred_lut: Lookup | None = None
     post: bool = False
+    kernel_lookups: tuple[Lookup | None, Lookup | None] = (None, None)
 
     @property
     def n_images(self) -> int:
@@ -796,9 +801,11 @@ def prepare(
                                else view(true, true_kind, "y_true"))  # fmt: skip
     # A thresholded map has no class axis: for chunking it is a label map.
     pred_kind, true_kind = (k.replace("map", "labels") for k in (pred_kind, true_kind))
+    in_kernel = (None if true_lut is None or true_lut.dense is None else true_lut,
+                 None if pred_lut is None or pred_lut.dense is None else pred_lut)  # fmt: skip
     return Prepared(pred_view, true_view, n, pred_kind, true_kind, ignore,
                     pred_convert, true_convert, true.dtype, pred.dtype, channels,
-                    true_lut, pred_lut, post)  # fmt: skip
+                    true_lut, pred_lut, post, in_kernel)  # fmt: skip
 
 
 def _lookups(
@@ -842,8 +849,14 @@ def _lookups(
     return true_lut, pred_lut
 
 
-def _mapped_view(arr: np.ndarray, lut: Lookup) -> tuple[np.ndarray, Callable]:
-    """Kernel view of a label map of stored ids: the ids, and the lookup as converter."""
+def _mapped_view(arr: np.ndarray, lut: Lookup) -> tuple[np.ndarray, Callable | None]:
+    """Kernel view of a label map of stored ids.
+
+    The ids as any label map (the kernel reads ``lut.dense``), or, without a kernel
+    table, the ids with the lookup as converter.
+    """
+    if lut.dense is not None:
+        return _label_view(arr)
     try:
         view = arr.reshape((arr.shape[0], math.prod(arr.shape[1:])), copy=False)
     except ValueError:

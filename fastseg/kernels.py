@@ -200,12 +200,40 @@ N_STATS = 11
 # --------------------------------------------------------------------------------------
 
 
+def _no_table() -> np.ndarray:
+    table = np.zeros(0, np.int32)
+    table.flags.writeable = False
+    return table
+
+
+class LabelCodes(NamedTuple):
+    """A label-id map, applied while a label map is read.
+
+    Id ``v`` reads as ``table[v]`` when ``0 <= v < table.size``, else as `default`. An
+    empty table maps nothing.
+    """
+
+    #: int32, readonly, C-contiguous.
+    table: np.ndarray = _no_table()
+    default: int = 0
+
+
+#: No label-id map: ids are class labels.
+NO_CODES = LabelCodes()
+
+
 class Classes(NamedTuple):
-    """How labels are read: ``[0, num_classes)`` are classes; `ignore` is skipped."""
+    """How labels are read: ``[0, num_classes)`` are classes; `ignore` is skipped.
+
+    `codes` is the label-id map of the input being decoded (at a kernel's entry: the
+    truth's), `pred_codes` the prediction's; both apply to label maps only.
+    """
 
     num_classes: int
     has_ignore: bool
     ignore: int
+    codes: LabelCodes = NO_CODES
+    pred_codes: LabelCodes = NO_CODES
 
 
 class HardCounts(NamedTuple):
@@ -306,8 +334,10 @@ class SoftWork(NamedTuple):
 
 
 class BlockLabels(NamedTuple):
-    """One round of decoded labels of :func:`hard_counts_shared`: (T * ROUND_BLOCKS,
-    BLOCK) int32 each, SKIP where a pixel is not counted."""
+    """One round of decoded labels of :func:`hard_counts_shared`.
+
+    (T * ROUND_BLOCKS, BLOCK) int32 each, SKIP where a pixel is not counted.
+    """
 
     true: np.ndarray
     pred: np.ndarray
@@ -414,7 +444,9 @@ def _input_pairs(soft: bool) -> list[tuple[tuple[int, str], tuple[int, str]]]:
 
 
 # Numba types built directly (numba.typeof on arrays would import numpy.ma at import).
-_CLASSES_TYPE = types.NamedTuple((types.int64, types.boolean, types.int64), Classes)
+_CODES_TYPE = types.NamedTuple((_array_type("int32", 1), types.int64), LabelCodes)
+_CLASSES_TYPE = types.NamedTuple(
+    (types.int64, types.boolean, types.int64, _CODES_TYPE, _CODES_TYPE), Classes)
 _OUTPUT_TYPES = {
     False: types.NamedUniTuple(_array_type("int64", 2, readonly=False), 4, HardCounts),
     True: types.NamedUniTuple(_array_type("float64", 2, readonly=False), 3, SoftSums),
@@ -427,8 +459,11 @@ _SUFFIX_TYPES = {
     # (outputs, buffers, integers...) after (pred, true, Classes), per compiled kernel.
     "hard_counts": (
         _OUTPUT_TYPES[False],
-        types.NamedTuple((_array_type("int64", 3, False), _array_type("int64", 3, False),
-                          _array_type("int64", 2, False)), HardWork),  # fmt: skip
+        types.NamedTuple(
+            (_array_type("int64", 3, False), _array_type("int64", 3, False),
+             _array_type("int64", 2, False)),
+            HardWork,
+        ),
         _I64, _I64, _I64,
     ),
     "hard_counts_shared": (
@@ -438,8 +473,9 @@ _SUFFIX_TYPES = {
     ),
     "soft_sums": (
         _OUTPUT_TYPES[True],
-        types.NamedTuple((_array_type("float64", 3, False), _array_type("int64", 2, False)),
-                         SoftWork),  # fmt: skip
+        types.NamedTuple(
+            (_array_type("float64", 3, False), _array_type("int64", 2, False)), SoftWork
+        ),
         _I64, _I64, _I64, _I64,
     ),
 }
@@ -486,6 +522,13 @@ def kernel_input(x: Any, name: str = "input") -> np.ndarray:
     return x
 
 
+def _codes(codes: Any, name: str) -> LabelCodes:
+    table = np.asarray(codes.table)
+    if table.dtype != np.int32 or table.ndim != 1:
+        raise TypeError(f"Classes.{name}.table must be a 1-D int32 array")
+    return LabelCodes(kernel_input(table, f"Classes.{name}.table"), int(codes.default))
+
+
 def _output(x: Any, dtype: type, ndim: int, name: str) -> np.ndarray:
     if not (isinstance(x, np.ndarray) and x.dtype == dtype and x.ndim == ndim
             and x.flags.c_contiguous and x.flags.aligned and x.flags.writeable):  # fmt: skip
@@ -508,8 +551,8 @@ def _arguments(pred: Any, true: Any, classes: Any, outputs: Any, stats: Any, n_t
             f"with true {true.dtype.name} of {true.ndim} dimensions (see "
             "fastseg.kernels.SIGNATURES); fastseg.inputs.prepare maps inputs onto them"
         )
-    num_classes, has_ignore, ignore = classes
-    classes = Classes(int(num_classes), bool(has_ignore), int(ignore))
+    classes = Classes(int(classes.num_classes), bool(classes.has_ignore), int(classes.ignore),
+                      _codes(classes.codes, "codes"), _codes(classes.pred_codes, "pred_codes"))
     kind: Any = SoftSums if soft else HardCounts
     dtype = np.float64 if soft else np.int64
     outputs = kind(*(_output(a, dtype, 2, f"{kind.__name__}.{field}")
@@ -656,26 +699,56 @@ def _n_pixels(x):
 
 def _decode_labels(x, span, classes, scratch, found, mask):
     b, start, stop = span
-    num_classes, has_ignore, ignore = classes
+    num_classes = classes.num_classes
+    has_ignore = classes.has_ignore
+    ignore = classes.ignore
+    table, default = classes.codes
     out = scratch.labels
     stats, slot = found
     keep, masked = mask
     # Slices keep every index a non-negative loop variable: Numba then emits no
     # negative-index wraparound, which would stop LLVM vectorising (measured: 3-4x).
     lab = x[b, start:stop]
-    for j in range(stop - start):
-        v = lab[j]
-        if masked and keep[j] < 0:
-            out[j] = SKIP
-        elif has_ignore and v == ignore:
-            out[j] = SKIP
-            stats[IGNORED] += 1
-        elif v < 0 or v >= num_classes:
-            out[j] = SKIP
-            stats[slot] += 1
-            stats[slot + 1] = v
-        else:
-            out[j] = v
+    if table.size == 0:
+        for j in range(stop - start):
+            v = lab[j]
+            _put_label(out, j, v, v, masked and keep[j] < 0, has_ignore, ignore, num_classes,
+                       stats, slot)  # fmt: skip
+    else:
+        for j in range(stop - start):
+            v = lab[j]
+            _put_label(out, j, _code(v, table, default), v, masked and keep[j] < 0, has_ignore,
+                       ignore, num_classes, stats, slot)  # fmt: skip
+
+
+@njit(**HELPER)
+def _code(v, table, default):
+    """The label stored id `v` reads as through a label-id map (see :class:`LabelCodes`)."""
+    if v >= 0 and v < table.size:
+        return np.int64(table[v])
+    return np.int64(default)
+
+
+@njit(**HELPER)
+def _put_label(out, j, v, stored, skip, has_ignore, ignore, num_classes, stats, slot):
+    """out[j] = label `v` (read from the id `stored`), SKIP where not counted, with stats."""
+    if skip:
+        out[j] = SKIP
+    elif has_ignore and v == ignore:
+        out[j] = SKIP
+        stats[IGNORED] += 1
+    elif v < 0 or v >= num_classes:
+        out[j] = SKIP
+        stats[slot] += 1
+        stats[slot + 1] = stored
+    else:
+        out[j] = v
+
+
+@njit(**HELPER)
+def _pred_classes(classes):
+    """How the prediction's labels are read: no ignore index, its own label-id map."""
+    return Classes(classes.num_classes, False, 0, classes.pred_codes, classes.pred_codes)
 
 
 @njit(**HELPER)
@@ -688,7 +761,9 @@ def _finish_scores(scratch, any_nan, one_class, classes, found, mask):
     argmax loops.
     """
     out, keys, nans = scratch
-    num_classes, has_ignore, ignore = classes
+    num_classes = classes.num_classes
+    has_ignore = classes.has_ignore
+    ignore = classes.ignore
     stats, slot = found
     keep, masked = mask
     n_span = out.shape[0]
@@ -989,9 +1064,11 @@ def _finish_image(table, b, num_classes, counts):
 
 @njit(**HELPER)
 def _add_sums(sums, b, acc):
-    """Add one block's (3, N) soft sums into image `b`'s rows. A loop: NumPy-style array
-    arithmetic in Numba compiles a shape-mismatch error path whose message formatting
-    costs seconds of compilation in every process."""
+    """Add one block's (3, N) soft sums into image `b`'s rows.
+
+    A loop: NumPy-style array arithmetic in Numba compiles a shape-mismatch error path
+    whose message formatting costs seconds of compilation in every process.
+    """
     for c in range(acc.shape[1]):
         sums.inter[b, c] += acc[0, c]
         sums.pred_sum[b, c] += acc[1, c]
@@ -1013,37 +1090,58 @@ def _decoded_block(pred, true, span, classes, scratch, stats, table):
     # Truth first: where it is ignored (or invalid) the prediction is not checked.
     _decode(true, span, classes, Scratch(tl, tkeys, nans), Found(stats, TRUE_BAD),
             Mask(tl, False))  # fmt: skip
-    _decode(pred, span, Classes(classes.num_classes, False, 0), Scratch(pl, pkeys, nans),
+    _decode(pred, span, _pred_classes(classes), Scratch(pl, pkeys, nans),
             Found(stats, PRED_BAD), Mask(tl, True))  # fmt: skip
     _tally(pl, tl, span.stop - span.start, table)
 
 
 def _label_pair_block(pred, true, span, classes, scratch, stats, table):
-    """Two label maps: checked and tallied pixel by pixel, without decoding to scratch
-    (the same rules and stats as :func:`_decoded_block`, one pass, no buffer writes)."""
+    """Two label maps: checked and tallied pixel by pixel, without decoding to scratch.
+
+    The same rules and stats as :func:`_decoded_block`, in one pass, with no buffer writes.
+    """
     b, start, stop = span
-    num_classes, has_ignore, ignore = classes
+    num_classes = classes.num_classes
+    has_ignore = classes.has_ignore
+    ignore = classes.ignore
+    t_table, t_default = classes.codes
+    p_table, p_default = classes.pred_codes
     tl = true[b, start:stop]
     pl = pred[b, start:stop]
-    for j in range(stop - start):
-        t = tl[j]
-        p = pl[j]
-        if has_ignore and t == ignore:
-            stats[IGNORED] += 1
-        elif t < 0 or t >= num_classes:
-            stats[TRUE_BAD] += 1
-            stats[TRUE_BAD_VALUE] = t
-        elif p < 0 or p >= num_classes:
-            stats[PRED_BAD] += 1
-            stats[PRED_BAD_VALUE] = p
-        else:
-            table[t, p] += 1
+    if t_table.size == 0 and p_table.size == 0:
+        for j in range(stop - start):
+            _tally_pair(tl[j], pl[j], tl[j], pl[j], num_classes, has_ignore, ignore, stats,
+                        table)  # fmt: skip
+    else:
+        for j in range(stop - start):
+            t_id = tl[j]
+            p_id = pl[j]
+            t = _code(t_id, t_table, t_default) if t_table.size else np.int64(t_id)
+            p = _code(p_id, p_table, p_default) if p_table.size else np.int64(p_id)
+            _tally_pair(t, p, t_id, p_id, num_classes, has_ignore, ignore, stats, table)
+
+
+@njit(**HELPER)
+def _tally_pair(t, p, t_id, p_id, num_classes, has_ignore, ignore, stats, table):
+    """Tally one (truth, prediction) label pair read from the ids (t_id, p_id)."""
+    if has_ignore and t == ignore:
+        stats[IGNORED] += 1
+    elif t < 0 or t >= num_classes:
+        stats[TRUE_BAD] += 1
+        stats[TRUE_BAD_VALUE] = t_id
+    elif p < 0 or p >= num_classes:
+        stats[PRED_BAD] += 1
+        stats[PRED_BAD_VALUE] = p_id
+    else:
+        table[t, p] += 1
 
 
 @_specialised
 def _hard_block(pred, true, span, classes, scratch, stats, table):
-    """Decode and tally one block: two label maps in one pass, anything else through the
-    decoders of each input."""
+    """Decode and tally one block.
+
+    Two label maps in one pass, anything else through the decoders of each input.
+    """
     if pred.ndim == 2 and true.ndim == 2:
         return _label_pair_block
     return _decoded_block
@@ -1192,7 +1290,7 @@ def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats):
     A pixel whose truth or prediction is not counted is SKIP in both.
     """
     n_pix = _n_pixels(pred)
-    pred_classes = Classes(classes.num_classes, False, 0)
+    pred_classes = _pred_classes(classes)
     tkeys = _key_buffer(true, BLOCK)
     pkeys = _key_buffer(pred, BLOCK)
     nans = np.empty(BLOCK, np.bool_)
@@ -1244,9 +1342,11 @@ def _tally_owned(tl, pl, lo, hi, b, num_classes, counts):
 
 @njit(**KERNEL)
 def _decode_share(pred, true, classes, labels, stats, g0, t, n_threads):
-    """Thread `t`'s share of a round of :func:`hard_counts_shared` (the compiled kernel):
-    chunks ``t, t + T, ...`` of the round starting at pixel `g0` of the batch, decoded
-    into ``labels.true[r]`` / ``labels.pred[r]`` (r the chunk's place in the round)."""
+    """Thread `t`'s share of a round of :func:`hard_counts_shared` (the compiled kernel).
+
+    Chunks ``t, t + T, ...`` of the round starting at pixel `g0` of the batch, decoded
+    into ``labels.true[r]`` / ``labels.pred[r]`` (r the chunk's place in the round).
+    """
     total = pred.shape[0] * _n_pixels(pred)
     for r in range(t, labels.true.shape[0], n_threads):
         c0 = g0 + r * BLOCK
@@ -1258,8 +1358,11 @@ def _decode_share(pred, true, classes, labels, stats, g0, t, n_threads):
 
 @njit(**HELPER)
 def _tally_share(labels, counts, n_pix, total, g0, t, n_threads):
-    """Owner `t`'s share of a round: every label of the round that falls in its truth rows
-    or prediction columns ``[t N / T, (t + 1) N / T)``."""
+    """Owner `t`'s share of a round.
+
+    Every label of the round that falls in its truth rows or prediction columns
+    ``[t N / T, (t + 1) N / T)``.
+    """
     num_classes = counts.confusion.shape[0]
     lo = t * num_classes // n_threads
     hi = (t + 1) * num_classes // n_threads

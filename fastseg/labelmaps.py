@@ -31,6 +31,9 @@ import numpy as np
 #: A dense table is built for inputs of at most this many bytes per id (uint8 / uint16 and
 #: their signed and bool kin: 256 or 65 536 entries); wider dtypes use a sorted lookup.
 DENSE_ITEMSIZE = 2
+#: Largest table (entries, int32: 4 MiB) the kernels read while counting
+#: (:attr:`Lookup.dense`); a map of wider-spread ids is applied slab by slab instead.
+KERNEL_TABLE_ENTRIES = 2**20
 
 
 @dataclass(frozen=True, eq=False)
@@ -280,6 +283,12 @@ class Lookup:
         ignore index; any prediction id not mapped to a class): N. None when no id can get it.
     name, source : str
         The input (``"y_true"`` / ``"y_pred"``) and the map's source, for messages.
+    dense : ndarray of int32 or None
+        The table the kernels read while counting (``fastseg.kernels.LabelCodes``):
+        ``dense[v]`` is the code of id ``v`` for ``0 <= v < dense.size``; any other id
+        gets :attr:`default`. None when the ids span more than
+        :data:`KERNEL_TABLE_ENTRIES` or a code does not fit in 32 bits: the map is then
+        applied slab by slab by calling the Lookup.
     """
 
     table: np.ndarray | None
@@ -289,6 +298,7 @@ class Lookup:
     unmapped: int | None
     name: str
     source: str
+    dense: np.ndarray | None = None
 
     def __call__(self, slab: np.ndarray) -> np.ndarray:
         """The codes of a slab ``(b, ...)`` of stored ids, as a ``(b, P)`` array.
@@ -314,10 +324,24 @@ class Lookup:
             bad = codes == self.unmapped
             n_bad = int(np.count_nonzero(bad))
             if n_bad:
-                raise ValueError(self._unmapped_message(n_bad, slab.reshape(rows, -1)[bad]))
+                raise ValueError(self.unmapped_message(n_bad, slab.reshape(rows, -1)[bad]))
         return codes
 
-    def _unmapped_message(self, n_bad: int, ids: np.ndarray) -> str:
+    def kernel_codes(self, values: np.ndarray) -> np.ndarray:
+        """The codes the kernels give `values` (ids as a kernel input holds them).
+
+        Through :attr:`dense`, as int64; for messages (the kernels apply the table
+        themselves).
+        """
+        assert self.dense is not None
+        v = np.asarray(values).astype(np.int64)
+        inside = (v >= 0) & (v < self.dense.size)
+        codes = np.full(v.shape, self.default, np.int64)
+        codes[inside] = self.dense[v[inside]]
+        return codes
+
+    def unmapped_message(self, n_bad: int, ids: np.ndarray) -> str:
+        """The error for `n_bad` pixels whose ids (`ids`, or some of them) map to no class."""
         shown = ", ".join(str(int(i)) for i in np.unique(ids)[:5])
         if self.name == "y_true":
             hint = "; pass ignore_index to skip the pixels of unmapped ids, or map them"
@@ -426,14 +450,35 @@ def lookup(
     values = [default, *([] if codes.size == 0 else [int(codes.min()), int(codes.max())])]
     out = _code_dtype(min(values), max(values))
     codes = codes.astype(out)
+    dense = _kernel_table(ids, codes, default, dtype)
     if dtype.itemsize <= DENSE_ITEMSIZE:
         table = np.full(256 ** dtype.itemsize, default, out)
         table[ids.astype(np.int64)] = codes
         if unmapped is not None and not np.any(table == unmapped):
             unmapped = None  # every value the input can hold is mapped to a class
-        return Lookup(table, None, None, default, unmapped, name, where)
+        return Lookup(table, None, None, default, unmapped, name, where, dense)
     keys = ids.astype(dtype.newbyteorder("=") if dtype.kind != "b" else np.uint8)
-    return Lookup(None, keys, codes, default, unmapped, name, where)
+    return Lookup(None, keys, codes, default, unmapped, name, where, dense)
+
+
+def _kernel_table(ids: np.ndarray, codes: np.ndarray, default: int,
+                  dtype: np.dtype) -> np.ndarray | None:  # fmt: skip
+    """:attr:`Lookup.dense`: codes indexed by id value.
+
+    Every id the input can hold (1-2 byte dtypes) or up to the largest listed id (wider
+    ones); None when too large.
+    """
+    size = _id_range(dtype)[1] + 1 if dtype.itemsize <= DENSE_ITEMSIZE else (
+        int(ids[-1]) + 1 if ids.size else 1)  # fmt: skip
+    if size > KERNEL_TABLE_ENTRIES:
+        return None
+    values = [default, *([] if codes.size == 0 else [int(codes.min()), int(codes.max())])]
+    if min(values) < -(2**31) or max(values) >= 2**31:
+        return None
+    table = np.full(size, default, np.int32)
+    table[ids.astype(np.int64)] = codes
+    table.flags.writeable = False
+    return table
 
 
 def jsonable(value: Any) -> Any:
