@@ -30,7 +30,7 @@ around them with realistic errors; the same seed gives the same files. The write
 ``fastseg demo --folders``); this script is their command line.
 
 Usage: python scripts/make_folders.py cityscapes OUT [--images 100] [--size 1024 2048]
-       [--ragged] [--instances] [--color] [--cities 3] [--all-ids] [--workers N] [--seed 0]
+       [--ragged] [--instances] [--color] [--cities 3] [--all-ids] [--background ID] [--workers N] [--seed 0]
        python scripts/make_folders.py nnunet OUT [--cases 10] [--size 64 128 128]
        [--classes 4] [--probabilities] [--workers N] [--seed 0]
 """
@@ -62,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cs.add_argument("--color", action="store_true", help="also *_gtFine_color.png (RGB)")
     cs.add_argument("--cities", type=int, default=3)
     cs.add_argument("--all-ids", action="store_true", help="void ids in predictions too")
+    cs.add_argument("--background", type=int, default=0,
+                    help="label id of the scene behind the objects (0 unlabeled, 7 road)")
     nn = sub.add_parser("nnunet", help="NIfTI volumes with spacing, identical names")
     nn.add_argument("out", type=Path)
     nn.add_argument("--cases", type=int, default=10)
@@ -78,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = write_cityscapes(args.out, args.images, args.size, ragged=args.ragged,
                                  instances=args.instances, color=args.color,
                                  cities=args.cities, evaluated_only=not args.all_ids,
-                                 seed=args.seed,
+                                 background=args.background, seed=args.seed,
                                  workers=args.workers)  # fmt: skip
     else:
         names = write_nnunet(args.out, args.cases, args.size, classes=args.classes,
