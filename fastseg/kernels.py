@@ -1061,14 +1061,27 @@ def _add_sums(sums, b, acc):
         sums.true_sum[b, c] += acc[2, c]
 
 
-@njit(**HELPER)
-def _merge_stats(thread_stats, stats):
+# Run in Python after the shares (no compiled dispatcher to load from the cache at start-up:
+# each costs ~0.1 s of a warm process's first call).
+
+
+def _merge_stats(thread_stats: np.ndarray, stats: np.ndarray) -> None:
+    """Add the per-thread stats rows into `stats` (an example value: the last thread's)."""
     for t in range(thread_stats.shape[0]):
         for slot in (TRUE_BAD, PRED_BAD):
             if thread_stats[t, slot] > 0:
                 stats[slot + 1] = thread_stats[t, slot + 1]
         for slot in (TRUE_BAD, TRUE_NAN, PRED_BAD, PRED_NAN, IGNORED):
             stats[slot] += thread_stats[t, slot]
+
+
+def _fold_table(table: np.ndarray, b: int, counts: HardCounts) -> None:
+    """:func:`_finish_image` in NumPy, for the tables of the last images (in Python)."""
+    n = counts.confusion.shape[0]
+    counts.true_count[b] += table[:n].sum(axis=1)
+    counts.pred_count[b] += table[:, :n].sum(axis=0)
+    counts.tp[b] += np.diagonal(table)[:n]
+    counts.confusion[...] += table[:n, :n]
 
 
 def _decoded_block(pred, true, span, classes, scratch, stats, table):
@@ -1224,7 +1237,7 @@ def hard_counts(pred: Any, true: Any, classes: Classes, counts: HardCounts, stat
         run_shares(_hard_share, n_threads, pred, true, classes, counts, work, -1)
     for image in range(n_images - n_tail, n_images):
         run_shares(_hard_share, n_threads, pred, true, classes, counts, work, image)
-        _finish_image(work.tables.sum(axis=0), image, num_classes, counts)
+        _fold_table(work.tables.sum(axis=0), image, counts)
     counts.confusion[...] += work.confusions.sum(axis=0)
     _merge_stats(work.stats, stats)
 
@@ -1490,8 +1503,7 @@ def _note_range(stats, slot, count, example):
         stats.view(np.float64)[slot + 1] = example
 
 
-@njit(**HELPER)
-def _merge_range(thread_stats, stats):
+def _merge_range(thread_stats: np.ndarray, stats: np.ndarray) -> None:
     """The soft-only slots of :func:`_merge_stats` (hard counts leave them 0)."""
     for t in range(thread_stats.shape[0]):
         for slot in (TRUE_RANGE, PRED_RANGE):
@@ -1586,7 +1598,8 @@ def soft_sums(pred: Any, true: Any, classes: Classes, sums: SoftSums, stats: np.
         for k0 in range(0, n_blocks, per_round):
             run_shares(_soft_share, n_threads, pred, true, classes, sums, work, image, k0)
             for r in range(min(per_round, n_blocks - k0)):
-                _add_sums(sums, image, work.partial[r])
+                for row, out in enumerate(sums):  # in block order, as the shares add
+                    out[image] += work.partial[r, row]
     _merge_stats(work.stats, stats)
     _merge_range(work.stats, stats)
 

@@ -47,10 +47,7 @@ if LAYOUTS:
         assert fastseg.counts(make(truth), make(scores)) == c
 t2 = time.perf_counter()
 assert int(c.confusion.sum()) == truth.size
-compiled = {}
-for name in ("hard_counts", "hard_counts_shared", "soft_sums", "_hard_counts",
-             "_hard_counts_shared", "_soft_sums"):
-    compiled[name] = len(getattr(getattr(fastseg.kernels, name, None), "signatures", ()))
+compiled = {name: len(getattr(f, "signatures", ())) for name, f in fastseg.kernels.COMPILED.items()}
 print(json.dumps({"import": t1 - t0, "first_call": t2 - t1, "total": t2 - t0,
                   "specialisations": sum(compiled.values())}))
 """
