@@ -27,10 +27,10 @@ from fastseg.dataset import FROM_STORE, MissingChunksError, SchedulerConnectionE
 from fastseg.dataset_presets import BUILT_IN, read_class_names
 from fastseg.policy import PRESETS
 from fastseg.progress import Progress
-from fastseg.readers import MissingReaderError
+from fastseg.readers import MissingReaderError, require
 from fastseg.render import json_text as report_json_text
 from fastseg.stores import ChunkReadError
-from fastseg.synth import write_dataset
+from fastseg.synth import write_cityscapes, write_dataset, write_nnunet
 
 log = logging.getLogger("fastseg")
 
@@ -665,8 +665,6 @@ def _say(text: str) -> None:
 
 def _demo_folder_parts() -> list[str]:
     """The parts of ``--folders`` whose readers are installed; a note for each missing one."""
-    from fastseg.readers import require
-
     parts = []
     for part, fmt in (("cityscapes", "png"), ("nnunet", "nifti")):
         try:
@@ -735,8 +733,6 @@ def _demo_data(part: str, root: Path, args: argparse.Namespace) -> tuple[str, li
         ignore = ["--ignore-index", "255"]  # also the store's attribute; not your store's
         return said, [path, path, *ignore], ["preds.zarr", "labels.zarr", *ignore]
     if part == "cityscapes":
-        from fastseg.synth import write_cityscapes
-
         folder = root / "cityscapes"
         write_cityscapes(folder, images, (h, w), background=ROAD)
         said = (
@@ -746,8 +742,6 @@ def _demo_data(part: str, root: Path, args: argparse.Namespace) -> tuple[str, li
         )
         run = [str(folder / "results"), str(folder / "gtFine" / "val"), "--dataset", "cityscapes"]
         return said, run, ["results/", "gtFine/val/", "--dataset", "cityscapes"]
-    from fastseg.synth import write_nnunet
-
     folder = root / "nnunet"
     write_nnunet(folder, images, DEMO_VOLUME, classes=classes)
     said = (

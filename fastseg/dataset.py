@@ -18,8 +18,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -29,19 +28,29 @@ from fastseg import progress as progress_
 from fastseg.checkpoint import BlockFile, Checkpoint, load_block, save_block
 from fastseg.counts import Counts
 from fastseg.dataset_presets import DatasetPreset, dataset_preset
+from fastseg.filesource import plan_files
 from fastseg.inputs import label_map_options, prepare
 from fastseg.instances import check_options as check_instance_options
 from fastseg.instances import resolve_instance_sizes
-from fastseg.labelmaps import Lookup
-from fastseg.policy import Policy, resolve_groups, resolve_policy
+from fastseg.pairing import is_file_input
+from fastseg.planning import (
+    FROM_STORE,
+    MissingChunksError,
+    Plan,
+    class_names_of,
+    describe_missing,
+    merge_tree,
+    numba_threads,
+    store_defaults,
+    valid_example,
+)
+from fastseg.policy import resolve_groups, resolve_policy
 from fastseg.report import Report
 from fastseg.stores import Source, chunk_region, iter_block_indices, missing_chunks, open_source
 from fastseg.stream import Accumulator
 
 log = logging.getLogger("fastseg")
 
-#: Block counts merged per task of the reduction tree.
-FAN_IN = 16
 MISSING_POLICIES = ("error", "skip", "fill")
 #: Dask's own schedulers, by name; anything else is a distributed Client or address.
 LOCAL_SCHEDULERS = ("threads", "sync", "synchronous")
@@ -49,78 +58,10 @@ LOCAL_SCHEDULERS = ("threads", "sync", "synchronous")
 CONNECT_TIMEOUT = 5.0
 #: Seconds the kernel warm-up may take before the one-time compile is announced.
 COMPILE_NOTICE_AFTER = 0.5
-#: Default of ``ignore_index``: the truth store's ``ignore_index`` attribute, else none.
-FROM_STORE: Literal["store"] = "store"
-
-
-class MissingChunksError(ValueError):
-    """Chunks the arrays' shapes imply are absent from the store."""
 
 
 class SchedulerConnectionError(ConnectionError):
     """No distributed scheduler answered at the address given."""
-
-
-@dataclass
-class Plan:
-    """An evaluation ready to run: the lazy merged counts and what was decided on the way.
-
-    Attributes
-    ----------
-    root : dask.delayed.Delayed or None
-        Merged :class:`~fastseg.counts.Counts` of every block to count or load (from
-        the first image of the first block on); None when every block was skipped.
-    n_images, num_classes : int
-    soft : bool
-    meta : dict
-        Facts for the report: sources, block counts, resumed and skipped blocks.
-    class_names : list of str or None
-        Given, or from the stores' ``class_names`` attribute.
-    policy : Policy
-        The report's policy: the preset with its overrides, exclusions resolved against
-        the classes (indices and ``'last'`` only).
-    preset : str or None
-        The preset's name.
-    options : dict
-        The reading options every block is counted with (``num_classes``,
-        ``class_axis``, ``ignore_index``, ``soft``, ...), store defaults applied.
-    parts : list of dask.delayed.Delayed
-        One task per block (counted, or loaded from the checkpoint), in block order;
-        `root` merges them by a fixed tree of :meth:`Counts.merge` of :data:`FAN_IN`.
-    counting : frozenset
-        Keys of the parts that count a block (not loaded from a checkpoint).
-    example : tuple of ndarray
-        Tiny prediction and truth made like the blocks (dtypes, kinds, class axis,
-        C order), to compile the kernel before the run.
-    kinds : tuple of str
-        Kinds of the prediction and the truth (``'scores'`` or ``'labels'``).
-    class_axis : int or None
-        The normalised class axis of the score inputs.
-    checkpoint : Checkpoint or None
-        The checkpoint directory the blocks are saved to.
-    ids : list of str or None
-        Per-image ids (file inputs: the file names without their suffix); None: positions.
-    unit : str
-        What a counting task is, for progress lines (``"block"``, ``"image"``).
-    """
-
-    root: Any
-    n_images: int
-    num_classes: int
-    soft: bool
-    meta: dict[str, Any] = field(default_factory=dict)
-    class_names: list[str] | None = None
-    policy: Policy = field(default_factory=Policy)
-    preset: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    parts: list[Any] = field(default_factory=list)
-    counting: frozenset[Any] = frozenset()
-    example: tuple[np.ndarray, np.ndarray] | None = None
-    kinds: tuple[str, str] = ("scores", "labels")
-    class_axis: int | None = None
-    checkpoint: Checkpoint | None = None
-    ids: list[str] | None = None
-    unit: str = "block"
 
 
 def _kinds(
@@ -212,33 +153,6 @@ def _missing(
     return found, _blocks_touching(regions, pred_chunks) if regions else set()
 
 
-def _describe_missing(found: dict[str, list[tuple[int, ...]]], sources: dict[str, Source]) -> str:
-    parts = []
-    sharded = {name: getattr(src.zarr_array, "shards", None) is not None
-               for name, src in sources.items()}  # fmt: skip
-    for name, coords in found.items():
-        shown = ", ".join(str(c) for c in coords[:10])
-        more = f" and {len(coords) - 10} more" if len(coords) > 10 else ""
-        parts.append(
-            f"{name} ({sources[name].description}) lacks {len(coords)} "
-            f"{'shard(s), or shards missing an inner chunk' if sharded[name] else 'chunk(s)'}: "
-            f"{shown}{more}"
-        )
-    return "; ".join(parts)
-
-
-@contextlib.contextmanager
-def _numba_threads(n: int) -> Iterator[None]:
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
-
-
 def _count_block(
     p: np.ndarray,
     t: np.ndarray,
@@ -253,7 +167,7 @@ def _count_block(
     Its counts start at image `b0`; they are saved to `save_to` when it is given.
     """
     try:
-        with _numba_threads(threads):
+        with numba_threads(threads):
             prep = prepare(t, p, **options)
             c = counting_.count_prepared(prep, soft=options["soft"])
     except ValueError as exc:
@@ -343,13 +257,9 @@ def plan(
         "spatial_dims": spatial_dims,
         **label_map_options(label_map, label_map_pred, reduce_zero_label),
     }
-    from fastseg.pairing import is_file_input
-
     if instances is not None and instances is not False:
         check_instance_options(options)
     if is_file_input(pred) or is_file_input(true):  # folders, globs, lists of files
-        from fastseg.filesource import plan_files
-
         return plan_files(
             pred, true, options=options, pred_suffix=pred_suffix, true_suffix=true_suffix,
             pred_array=pred_array, true_array=true_array, storage_options=storage_options,
@@ -369,14 +279,14 @@ def plan(
             )
     p_src = open_source(pred, "pred", pred_array, storage_options)
     t_src = open_source(true, "true", true_array, storage_options)
-    from_store = _store_defaults(options, p_src, t_src)
+    from_store = store_defaults(options, p_src, t_src)
     try:
         pred_kind, true_kind, n, axis, channels = _kinds(p_src, t_src, options)
     except ValueError as exc:
         if not from_store:
             raise
         raise ValueError(f"{exc} ({from_store})") from exc
-    names = _class_names(class_names, p_src, t_src, n)
+    names = class_names_of(class_names, p_src, t_src, n)
     policy = policy.resolved(n, names)
 
     p_arr, t_arr = p_src.array, t_src.array
@@ -392,7 +302,7 @@ def plan(
     )
     if found and missing == "error":
         raise MissingChunksError(
-            _describe_missing(found, {"pred": p_src, "true": t_src})
+            describe_missing(found, {"pred": p_src, "true": t_src})
             + ". They would be read as fill values. If the store was written with "
             "write_empty_chunks=False (chunks equal to the fill value are not stored), pass "
             "missing='fill'; to evaluate the rest and report what was left out, "
@@ -442,7 +352,7 @@ def plan(
         )
         parts.append(task)
         counting.add(task.key)
-    root = _merge_tree(parts, lambda group: dask.delayed(Counts.merge, pure=True)(group))
+    root = merge_tree(parts, lambda group: dask.delayed(Counts.merge, pure=True)(group))
 
     n_blocks = int(np.prod(p_arr.numblocks))
     meta: dict[str, Any] = {
@@ -461,151 +371,21 @@ def plan(
     return Plan(
         root, int(p_arr.shape[0]), n, soft, meta, names, policy=policy, preset=preset,
         options=options, parts=parts, counting=frozenset(counting),
-        example=_valid_example(_example(p_src, pred_kind, axis),
+        example=valid_example(_example(p_src, pred_kind, axis),
                                _example(t_src, true_kind, axis), options),
         kinds=(pred_kind, true_kind), class_axis=axis, checkpoint=ckpt)  # fmt: skip
-
-
-def _merge_tree(parts: list[Any], merge: Callable[[list[Any]], Any]) -> Any:
-    """The fixed reduction tree: `merge` of :data:`FAN_IN` consecutive parts, level by level.
-
-    `merge` submits :meth:`Counts.merge` of a group (a Dask task or a distributed future).
-
-    The same tree whatever runs it (Dask's local schedulers, distributed futures), so the
-    merged counts are bit-identical. None when there is no part.
-    """
-    while len(parts) > 1:
-        parts = [merge(parts[i : i + FAN_IN]) for i in range(0, len(parts), FAN_IN)]
-    return parts[0] if parts else None
-
-
-def _attr_int(source: Source, key: str) -> tuple[bool, int | None]:
-    """Whether `source` has the attribute `key`, and its value as an int (or None)."""
-    if key not in source.attrs:
-        return False, None
-    value = source.attrs[key]
-    if value is None:
-        return True, None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        which = "truth" if source.name == "true" else "prediction"
-        raise ValueError(
-            f"the {which} store's {key} attribute is {value!r}, not an integer; "
-            f"pass {key}=K to override it"
-        )
-    return True, int(value)
-
-
-def _store_defaults(options: dict[str, Any], pred: Source, true: Source) -> str:
-    """Fill the options left to the stores from their attributes; say which were taken.
-
-    ``ignore_index`` (when :data:`FROM_STORE`) from the truth store; ``num_classes``
-    (when None) from the truth store, else the prediction store; ``class_axis`` (when
-    None) from the prediction store, else the truth store.
-    """
-    taken = []
-    if options["ignore_index"] == FROM_STORE:
-        has, value = _attr_int(true, "ignore_index")
-        options["ignore_index"] = value
-        if has:
-            log.info("ignore index %s, from the truth store's attributes", value)
-            taken.append(f"ignore_index={value} from the truth store's attributes")
-    for key, sources, where in (
-        ("num_classes", (true, pred), ("truth", "prediction")),
-        ("class_axis", (pred, true), ("prediction", "truth")),
-    ):
-        if options[key] is not None:
-            continue
-        for source, name in zip(sources, where, strict=True):
-            has, value = _attr_int(source, key)
-            if has and value is not None:
-                options[key] = value
-                log.info("%s %s, from the %s store's attributes", key.replace("_", " "),
-                         value, name)  # fmt: skip
-                taken.append(f"{key}={value} from the {name} store's attributes")
-                break
-    return "; ".join(taken)
-
-
-def _class_names(
-    given: Sequence[str] | None, pred: Source, true: Source, n: int
-) -> list[str] | None:
-    """Class names given (must be N), else the stores' ``class_names`` attribute (if N)."""
-    if given is not None:
-        if len(given) != n:
-            raise ValueError(f"class_names has {len(given)} entries for {n} classes")
-        return [str(x) for x in given]
-    for source in (pred, true):
-        names = source.attrs.get("class_names")
-        if not names:
-            continue
-        if isinstance(names, str) or len(names) != n:
-            log.warning(
-                "the %s store's class_names attribute (%d entries) does not fit its %d "
-                "classes; classes are named by their index", source.name,
-                1 if isinstance(names, str) else len(names), n)  # fmt: skip
-            continue
-        return [str(x) for x in names]
-    return None
 
 
 def _example(source: Source, kind: str, axis: int | None) -> np.ndarray:
     """A tiny zero array made like the blocks of `source`: dtype, ndim, class axis, C order.
 
-    Zero may be no class through a label-id map: :func:`_valid_example` fills it with a
+    Zero may be no class through a label-id map: :func:`valid_example` fills it with a
     mapped id.
     """
     shape = [1] + [2] * (source.array.ndim - 1)
     if kind == "scores" and axis is not None:
         shape[axis] = int(source.array.shape[axis])
     return np.zeros(shape, source.array.dtype)
-
-
-def _valid_example(
-    pred: np.ndarray, true: np.ndarray, options: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The zero-filled examples `pred` and `true`, made valid input for `options`.
-
-    Zero is a class (or, for scores, an argmax of 0) for every input read without a
-    label-id map; through a map it may be no class (Cityscapes' labelIds, where 0 is
-    "unlabeled", on predictions; ``reduce_zero_label`` applied to predictions; a truth map
-    without an ignore index). Each mapped input is filled, in place, with the first id
-    its map sends to a class (else, on the truth, to the ignore index), so the warm-up
-    counts it instead of failing the label check and compiling nothing.
-    """
-    try:
-        prep = prepare(true, pred, **options)
-    except (ValueError, TypeError):
-        return pred, true  # the warm-up meets the same error and leaves it to the blocks
-    for arr, lut in ((pred, prep.pred_lut), (true, prep.true_lut)):
-        if lut is not None:
-            stored = _mapped_id(lut, arr.dtype, prep.num_classes, prep.ignore_index)
-            if stored is not None:
-                arr[...] = stored
-    return pred, true
-
-
-def _mapped_id(lut: Lookup, dtype: np.dtype, n: int, ignore: int | None) -> Any:
-    """A stored id of `dtype` that `lut` sends to a class (else to any valid code), or None."""
-    if lut.table is not None:
-        codes = lut.table[:2] if dtype.kind == "b" else lut.table  # bool: ids 0 and 1
-    else:
-        assert lut.values is not None
-        codes = lut.values
-    codes = codes.astype(np.int64)  # compared with N, the ignore index (maybe negative)
-    is_class = (codes >= 0) & (codes < n)
-    if ignore is not None:
-        is_class &= codes != ignore
-    valid = codes != lut.unmapped if lut.unmapped is not None else np.ones_like(is_class)
-    found = np.flatnonzero(is_class if is_class.any() else valid)
-    if not found.size:
-        return None  # the map sends no id to a class: every block fails the same way
-    k = int(found[0])
-    if lut.table is None:
-        assert lut.keys is not None
-        return lut.keys[k]
-    # Table entry k is the id whose bits read as the unsigned integer k (see Lookup).
-    unsigned = np.dtype(np.uint8) if dtype.kind == "b" else np.dtype(dtype.str.replace("i", "u"))
-    return np.array([k], unsigned).view(dtype)[0]
 
 
 def _compute(p: Plan, scheduler: Any, workers: int, progress: bool) -> Counts:
@@ -650,7 +430,7 @@ def _compute_distributed(p: Plan, client: Any, reporter: progress_.Progress | No
 
     futures = client.compute(p.parts)
     finished = as_completed(futures) if reporter is not None else None
-    root = _merge_tree(futures, lambda group: client.submit(Counts.merge, group))
+    root = merge_tree(futures, lambda group: client.submit(Counts.merge, group))
     del futures  # block results are released as soon as their merge has run
     if finished is not None and reporter is not None:
         for future in finished:
@@ -912,9 +692,7 @@ def evaluate(
         failed to decode.
     """
     if dataset is not None:
-        from fastseg.pairing import is_file_input
-
-        (num_classes, ignore_index, class_names, label_map, label_map_pred, reduce_zero_label,
+            (num_classes, ignore_index, class_names, label_map, label_map_pred, reduce_zero_label,
          groups, preset, pred_suffix, true_suffix, instance_suffix,
          instance_sizes) = dataset_preset(dataset).fill(
             {"ignore_index": FROM_STORE}, files=is_file_input(pred) or is_file_input(true),

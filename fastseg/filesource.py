@@ -42,18 +42,18 @@ from fastseg import instances as instances_
 from fastseg import readers
 from fastseg.checkpoint import BlockFile, Checkpoint, load_block, save_block
 from fastseg.counts import Counts
-from fastseg.dataset import (
-    MissingChunksError,
-    Plan,
-    _class_names,
-    _describe_missing,
-    _merge_tree,
-    _numba_threads,
-    _store_defaults,
-    _valid_example,
-)
 from fastseg.inputs import prepare, prepare_options
 from fastseg.pairing import FileEntry, FileSet, is_file_input, list_files, pair
+from fastseg.planning import (
+    MissingChunksError,
+    Plan,
+    class_names_of,
+    describe_missing,
+    merge_tree,
+    numba_threads,
+    store_defaults,
+    valid_example,
+)
 from fastseg.policy import Policy
 from fastseg.readers import Header
 from fastseg.stores import Source, missing_chunks, open_source, storage_chunks
@@ -192,7 +192,7 @@ def _dummy(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 def _example(shape: tuple[int, ...], dtype: np.dtype, kind: str, axis: int | None) -> np.ndarray:
     """A tiny zero image made like `shape` / `dtype`: batch of 1, 2 per spatial axis.
 
-    Zero may be no class through a label-id map: :func:`fastseg.dataset._valid_example`
+    Zero may be no class through a label-id map: :func:`fastseg.planning.valid_example`
     fills it with a mapped id.
     """
     dims = [1] + [2] * len(shape)
@@ -389,7 +389,7 @@ def count_files(
         p = _image(pred, j)
         t = _image(true, j)
         try:
-            with _numba_threads(threads):
+            with numba_threads(threads):
                 prep = prepare(t, p, **options)
                 c = counting_.count_prepared(prep, soft=options["soft"])
             if instances is not None and rule is not None:
@@ -530,7 +530,7 @@ def plan_files(
             pair_ = (refs[e.path], i) if files_side is p_side else (i, refs[e.path])
             cases.append(_Case(e.key, *pair_))
 
-    from_store = _store_defaults(options, _stub(p_side), _stub(t_side))
+    from_store = store_defaults(options, _stub(p_side), _stub(t_side))
     _defaults_from_files(options, cases)
     try:
         prepare_options(**{k: options[k] for k in _CHECKED})
@@ -539,7 +539,7 @@ def plan_files(
         if not from_store:
             raise
         raise ValueError(f"{exc} ({from_store})") from exc
-    names = _class_names(class_names, _stub(p_side), _stub(t_side), n)
+    names = class_names_of(class_names, _stub(p_side), _stub(t_side), n)
     policy = policy.resolved(n, names)
     inst_refs, inst_where = _instance_refs(instances, instance_suffix, cases, t_side)
     rule = None if inst_refs is None else instances_.InstanceRule.from_options(options, n)
@@ -570,7 +570,7 @@ def plan_files(
                     )
         if found and missing == "error":
             raise MissingChunksError(
-                _describe_missing(found, {src.name: src})
+                describe_missing(found, {src.name: src})
                 + ". They would be read as fill values. If the store was written with "
                 "write_empty_chunks=False, pass missing='fill'; to evaluate the rest and "
                 "report what was left out, missing='skip'"
@@ -642,7 +642,7 @@ def plan_files(
         layer[key] = (Counts.merge, list(group))
         return key
 
-    root_key = _merge_tree(keys, merge)
+    root_key = merge_tree(keys, merge)
     dependencies = [] if both_files else [arr]
     graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
     root = None if root_key is None else Delayed(root_key, graph, layer=name)
@@ -679,7 +679,7 @@ def plan_files(
     c0 = cases[0]
     p_shape, p_dtype = _shape_dtype(c0.pred, p_side)
     t_shape, t_dtype = _shape_dtype(c0.true, t_side)
-    example = _valid_example(_example(p_shape, p_dtype, pred_kind, axis),
+    example = valid_example(_example(p_shape, p_dtype, pred_kind, axis),
                              _example(t_shape, t_dtype, true_kind, axis), options)  # fmt: skip
     for arr, item in zip(example, (c0.pred, c0.true), strict=True):
         arr.flags.writeable = not isinstance(item, FileRef)  # files are read read-only

@@ -25,9 +25,9 @@ import numpy as np
 
 from fastseg._files import write_atomically
 from fastseg._version import __version__
-from fastseg.dataset_presets import CITYSCAPES_CATEGORIES, CITYSCAPES_LABELS
 from fastseg.formulas import Summary, case_counts, group_values, nanmean, ratio
 from fastseg.instances import group_instance_values
+from fastseg.label_tables import CITYSCAPES_CATEGORIES, CITYSCAPES_LABELS
 from fastseg.policy import PRESET_SOURCES
 
 if TYPE_CHECKING:

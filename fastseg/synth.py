@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from fastseg._version import __version__
+from fastseg.label_tables import CITYSCAPES_LABELS
+from fastseg.readers import MissingReaderError
 
 if TYPE_CHECKING:
     import zarr
@@ -819,11 +821,9 @@ CITYSCAPES_CITIES = ("frankfurt", "lindau", "munster", "aachen", "bochum")
 def _cityscapes_ids() -> tuple[int, tuple[int, ...], tuple[int, ...]]:
     """Number of stored label ids, the evaluated ids and the ids with instances.
 
-    From the Cityscapes preset's label table (``fastseg.dataset_presets``): 34 ids, 19
+    From Cityscapes' label table (``fastseg.label_tables``): 34 ids, 19
     evaluated (those with a train id), instances on ids 24-33.
     """
-    from fastseg.dataset_presets import CITYSCAPES_LABELS
-
     evaluated = tuple(label.id for label in CITYSCAPES_LABELS if label.train_id != 255)
     instances = tuple(label.id for label in CITYSCAPES_LABELS if label.has_instances)
     return len(CITYSCAPES_LABELS), evaluated, instances
@@ -886,8 +886,6 @@ def _png_writer() -> Callable[[Path, np.ndarray], None]:
     try:
         import imagecodecs
     except ImportError:
-        from fastseg.readers import MissingReaderError
-
         raise MissingReaderError(
             "writing PNG files needs Pillow or imagecodecs: pip install 'fastseg[images]'"
         ) from None
@@ -1057,8 +1055,6 @@ def write_nnunet(
     try:
         import nibabel
     except ImportError:
-        from fastseg.readers import MissingReaderError
-
         raise MissingReaderError(
             "writing NIfTI files needs nibabel: pip install 'fastseg[nifti]'"
         ) from None

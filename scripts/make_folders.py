@@ -30,7 +30,8 @@ around them with realistic errors; the same seed gives the same files. The write
 ``fastseg demo --folders``); this script is their command line.
 
 Usage: python scripts/make_folders.py cityscapes OUT [--images 100] [--size 1024 2048]
-       [--ragged] [--instances] [--color] [--cities 3] [--all-ids] [--background ID] [--workers N] [--seed 0]
+       [--ragged] [--instances] [--color] [--cities 3] [--all-ids] [--background ID]
+       [--workers N] [--seed 0]
        python scripts/make_folders.py nnunet OUT [--cases 10] [--size 64 128 128]
        [--classes 4] [--probabilities] [--workers N] [--seed 0]
 """
