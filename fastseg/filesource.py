@@ -394,9 +394,9 @@ def count_files(
                 c = counting_.count_prepared(prep, soft=options["soft"])
             if instances is not None and rule is not None:
                 ids = _image(instances, j)
-                classes = instances_.predicted_classes(prep, p, options["class_axis"])
-                c = dataclasses.replace(c, instances=instances_.tally(ids, classes, rule))
-                del ids, classes
+                values, codes = instances_.prediction_for_tally(prep, p, options["class_axis"])
+                c = dataclasses.replace(c, instances=instances_.tally(ids, values, rule, codes))
+                del ids, values
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from exc
         del p, t, prep

@@ -190,11 +190,13 @@ class InstanceRule:
 
 
 @numba.njit(cache=True, nogil=True)
-def _instance_pixels(ids, pred, num_classes, floor, top):
+def _instance_pixels(ids, pred, codes, default, num_classes, floor, top):
     """Pixels of each instance id ``> floor`` per predicted class, in one table.
 
-    Returns ``(values, table, bad)``: the instance ids found, ascending; ``table[i, d]``
-    the pixels of ``values[i]`` predicted ``d``; the number of instance pixels whose
+    `pred` holds classes, or (with a non-empty `codes` table) ids read as ``codes[id]``
+    (`default` outside the table), as the counting kernels read a label-id map. Returns
+    ``(values, table, bad)``: the instance ids found, ascending; ``table[i, d]`` the
+    pixels of ``values[i]`` predicted ``d``; the number of instance pixels whose
     prediction is not in ``[0, num_classes)`` (left out).
     """
     span = top - floor
@@ -217,7 +219,9 @@ def _instance_pixels(ids, pred, num_classes, floor, top):
     for i in range(ids.size):
         v = ids[i]
         if v > floor:
-            d = pred[i]
+            d = np.int64(pred[i])
+            if codes.size:
+                d = np.int64(codes[d]) if d >= 0 and d < codes.size else np.int64(default)
             if d < 0 or d >= num_classes:
                 bad += 1
             else:
@@ -233,7 +237,12 @@ def _kernel_form(a: np.ndarray, kept: tuple[type, ...]) -> np.ndarray:
     return np.ascontiguousarray(flat)
 
 
-def tally(instance_ids: np.ndarray, pred_classes: np.ndarray, rule: InstanceRule) -> InstanceSums:
+#: No label-id map on the prediction: its values are classes.
+NO_CODES = (np.zeros(0, np.int32), 0)
+
+
+def tally(instance_ids: np.ndarray, pred_classes: np.ndarray, rule: InstanceRule,
+          codes: tuple[np.ndarray, int] = NO_CODES) -> InstanceSums:  # fmt: skip
     """The instance sums of one image (or a batch): its instance-id map and predicted classes.
 
     Parameters
@@ -241,10 +250,14 @@ def tally(instance_ids: np.ndarray, pred_classes: np.ndarray, rule: InstanceRule
     instance_ids : ndarray of integers
         The instance-id map (any shape).
     pred_classes : ndarray of integers
-        The predicted class of each pixel (class indices, the label map already applied),
+        The predicted class of each pixel (class indices), or with `codes` its stored id,
         as many pixels as `instance_ids`.
     rule : InstanceRule
         Which class each label id stands for.
+    codes : (ndarray of int32, int), optional
+        When `pred_classes` holds the prediction's stored ids: the table its label-id map
+        is read through and the code of ids outside it (``Lookup.dense`` and
+        ``Lookup.default``), applied at instance pixels only.
 
     Raises
     ------
@@ -254,6 +267,7 @@ def tally(instance_ids: np.ndarray, pred_classes: np.ndarray, rule: InstanceRule
     n = rule.num_classes
     ids = _kernel_form(instance_ids, (np.uint16, np.int32))
     pred = _kernel_form(pred_classes, (np.uint8, np.int32))
+    code_table = np.ascontiguousarray(codes[0], np.int32)
     if ids.size != pred.size:
         raise ValueError(
             f"the instance-id map has {ids.size} pixels but the prediction {pred.size}"
@@ -261,11 +275,15 @@ def tally(instance_ids: np.ndarray, pred_classes: np.ndarray, rule: InstanceRule
     top = int(ids.max()) if ids.size else 0
     if top - FIRST_INSTANCE <= DENSE_SPAN:
         top = max(top, FIRST_INSTANCE)
-        values, table, bad = _instance_pixels(ids, pred, n, FIRST_INSTANCE, top)
+        values, table, bad = _instance_pixels(ids, pred, code_table, int(codes[1]), n,
+                                              FIRST_INSTANCE, top)  # fmt: skip
     else:  # ids too spread out for a dense table
         mask = ids > FIRST_INSTANCE
         values, inverse = np.unique(ids[mask], return_inverse=True)
         d = pred[mask].astype(np.int64)
+        if code_table.size:
+            inside = (d >= 0) & (d < code_table.size)
+            d = np.where(inside, code_table[np.where(inside, d, 0)], int(codes[1]))
         ok = (d >= 0) & (d < n)
         bad = int(np.count_nonzero(~ok))
         table = np.bincount(inverse[ok] * n + d[ok], minlength=values.size * n)
@@ -282,21 +300,28 @@ def tally(instance_ids: np.ndarray, pred_classes: np.ndarray, rule: InstanceRule
     return InstanceSums(fractions, np.bincount(classes, minlength=n).astype(np.int64))
 
 
-def predicted_classes(prep: Prepared, pred: np.ndarray, class_axis: int | None) -> np.ndarray:
-    """The predicted class of every pixel of `pred` (as given to :func:`~fastseg.inputs.prepare`).
+def prediction_for_tally(
+    prep: Prepared, pred: np.ndarray, class_axis: int | None
+) -> tuple[np.ndarray, tuple[np.ndarray, int]]:
+    """What :func:`tally` reads for `pred` (as given to :func:`~fastseg.inputs.prepare`).
 
-    Label maps through the prediction's label map (when it has one); scores by their
-    argmax along `class_axis` (default the last; the first class on a tie, as the
-    kernels). Returns ``(B, P)`` class indices. Thresholded one-channel scores are not
-    read here (:func:`check_options` refuses them).
+    Returns ``(values, codes)``. Label maps: their stored ids with the table of their
+    label-id map (looked up at instance pixels only, as the counting kernels read it),
+    or, for ids too widely spread for a table, their classes by the map's lookup. Scores:
+    their argmax along `class_axis` (default the last; the first class on a tie, as the
+    kernels), ``(B, P)`` class indices. Thresholded one-channel scores are not read here
+    (:func:`check_options` refuses them).
     """
     b = pred.shape[0]
     if prep.pred_kind != "scores":
-        if prep.pred_lut is not None:
-            return prep.pred_lut(pred)
-        return pred.reshape(b, -1)
+        lut = prep.pred_lut
+        if lut is None:
+            return pred.reshape(b, -1), NO_CODES
+        if lut.dense is None:
+            return lut(pred), NO_CODES
+        return pred.reshape(b, -1), (lut.dense, lut.default)
     axis = -1 if class_axis is None else int(class_axis)
-    return np.argmax(pred, axis=axis).reshape(b, -1)
+    return np.argmax(pred, axis=axis).reshape(b, -1), NO_CODES
 
 
 def check_options(options: Mapping[str, Any]) -> None:

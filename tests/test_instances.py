@@ -306,6 +306,26 @@ def test_tally_rules(monkeypatch):
         tally(np.zeros(6, np.uint16), np.zeros(5, np.uint8), rule)
 
 
+def test_tally_reads_prediction_ids_through_the_map_at_instance_pixels_only(monkeypatch):
+    """Prediction ids with their map's table: the same sums as their classes; an
+    unmapped id where no instance lies is not read (the counting kernels skip it too)."""
+    rule = InstanceRule.from_options({}, 3)
+    rng = np.random.default_rng(2)
+    ids = rng.choice([0, 1001, 1002, 2001, 3005], 400).astype(np.int32)
+    table = np.full(256, 3, np.int32)  # N = 3: no class
+    table[[7, 8, 11]] = [0, 1, 2]
+    stored = rng.choice([7, 8, 11], 400).astype(np.uint8)
+    classes = table[stored]
+    stored[ids == 0] = 0  # unmapped ids, only where no instance lies
+    expected = tally(ids, classes, rule)
+    assert tally(ids, stored, rule, (table, 3)) == expected
+    monkeypatch.setattr(instances_, "DENSE_SPAN", 1)  # the np.unique path
+    assert tally(ids, stored, rule, (table, 3)) == expected
+    stored[ids == 1001] = 0
+    with pytest.raises(ValueError, match="instance pixels are predicted as no class"):
+        tally(ids, stored, rule, (table, 3))
+
+
 # ---------------------------------------------------------------- merges, files, resume
 
 
