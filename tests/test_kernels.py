@@ -1048,3 +1048,50 @@ def test_kernels_run_as_python_with_jit_disabled():
                          text=True, check=False)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip() == "ok"
+
+
+# --------------------------------------------------------------------------------------
+# The thread pool the shares run on
+# --------------------------------------------------------------------------------------
+
+
+def _count_in_child(queue):
+    truth = np.arange(4 * 40 * 30).reshape(4, 40, 30) % 5
+    c = fastseg.counts(truth, truth, num_classes=5)
+    queue.put(c.confusion.trace())
+
+
+def test_a_forked_child_counts_with_a_fresh_pool():
+    """A child forked after the pool ran has the pool object but not its threads: it must
+    start a new pool (os.register_at_fork), not wait forever on the parent's."""
+    import multiprocessing
+
+    truth = np.arange(4 * 40 * 30).reshape(4, 40, 30) % 5
+    assert fastseg.counts(truth, truth, num_classes=5).confusion.trace() == truth.size
+    assert kernels._pool is not None or numba.get_num_threads() == 1
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_count_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == truth.size
+
+
+def test_run_shares_runs_every_share_once_and_raises_their_error():
+    seen = []
+
+    def work(tag, t, n):
+        seen.append((tag, t, n))
+        if tag == "fail" and t == n - 1:
+            raise ValueError("share failed")
+
+    kernels.run_shares(work, 3, "ok")
+    assert sorted(seen) == [("ok", 0, 3), ("ok", 1, 3), ("ok", 2, 3)]
+    seen.clear()
+    kernels.run_shares(work, 1, "one")
+    assert seen == [("one", 0, 1)]
+    with pytest.raises(ValueError, match="share failed"):
+        kernels.run_shares(work, 2, "fail")
