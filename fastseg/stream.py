@@ -18,9 +18,10 @@ import numpy as np
 from fastseg._version import __version__
 from fastseg.counting import count_prepared
 from fastseg.counts import Counts, corrupt_file, counts_from_arrays, load_versioned, save_counts
+from fastseg.formulas import Presence
 from fastseg.inputs import prepare, prepare_options
 from fastseg.labelmaps import LabelMap, jsonable
-from fastseg.policy import resolve_groups
+from fastseg.policy import Aggregation, EmptyValue, resolve_groups
 from fastseg.report import Report
 
 #: Confusion-matrix bytes of pending updates above which they are merged at once.
@@ -317,9 +318,14 @@ class Accumulator:
         self,
         preset: str | None = None,
         *,
+        aggregation: Aggregation | None = None,
+        empty: EmptyValue | None = None,
+        presence: Presence | None = None,
+        exclude: Sequence[int | str] | None = None,
+        smooth: float | None = None,
         meta: dict[str, Any] | None = None,
         groups: Mapping[str, Sequence[int | str]] | None = None,
-        **policies: Any,
+        instance_sizes: Mapping[str | int, float] | None = None,
     ) -> Report:
         """The :class:`~fastseg.report.Report` of everything counted so far.
 
@@ -327,12 +333,18 @@ class Accumulator:
         ----------
         preset : str, optional
             A named convention (see :data:`fastseg.report.PRESETS`).
+        aggregation, empty, presence, exclude, smooth : optional
+            Override the preset's policy (see :class:`~fastseg.report.Report`).
         meta : dict, optional
             Extra JSON-safe facts for the report (e.g. sources, skipped blocks).
         groups : mapping of str to sequence, optional
             Class groups for the report; default: the accumulator's.
-        **policies
-            ``aggregation``, ``empty``, ``presence``, ``exclude``: override the preset.
+        instance_sizes : mapping, optional
+            Average instance sizes per class, for iIoU (counts with instance sums; see
+            :class:`~fastseg.report.Report`).
+
+        The reading options (``ignore_index``, ``num_classes``, ...) belong to the
+        Accumulator, not to its report: a wrong keyword is a TypeError naming it.
         """
         if self.n_images == 0:
             raise ValueError("nothing to report: no image has been added")
@@ -346,7 +358,12 @@ class Accumulator:
             preset=preset,
             meta=meta,
             groups=self.groups if groups is None else groups,
-            **policies,
+            aggregation=aggregation,
+            empty=empty,
+            presence=presence,
+            exclude=exclude,
+            smooth=smooth,
+            instance_sizes=instance_sizes,
         )
 
     # ------------------------------------------------------------------- files

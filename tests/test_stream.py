@@ -425,3 +425,15 @@ def test_pending_confusion_matrices_are_folded_so_memory_does_not_grow_with_upda
     expected = np.bincount(t.ravel() * n + p.ravel(), minlength=n * n).reshape(n, n)
     np.testing.assert_array_equal(acc.counts.confusion, expected)
     assert acc.counts.tp.shape == (5, n)
+
+
+def test_compute_names_a_keyword_it_does_not_take():
+    """Reading options belong to the Accumulator: compute() refuses them by name."""
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 3, (2, 8, 8))
+    pred = np.where(rng.random((2, 8, 8)) < 0.7, truth, rng.integers(0, 3, (2, 8, 8)))
+    acc = Accumulator(3).update(truth, pred)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'ignore_index'"):
+        acc.compute(ignore_index=255)
+    # the policy keywords still reach the report
+    assert acc.compute(exclude=[0]).miou == pytest.approx(np.mean(acc.compute().iou[1:]))
