@@ -147,6 +147,31 @@ class Prepared:
             )
 
 
+def _on_cpu(device: Any) -> bool:
+    """Whether an array's ``device`` is the host.
+
+    PyTorch's ``device.type``, JAX's ``device.platform`` ("cpu"; its name may read
+    "TFRT_CPU_0"), else its name.
+    """
+    for attr in ("type", "platform", "device_type"):
+        kind = getattr(device, attr, None)
+        if isinstance(kind, str):
+            return kind.lower() == "cpu"
+    return "cpu" in str(device).lower()
+
+
+def _to_host_hint(x: Any) -> str:
+    """How to copy `x` to host memory, by the library it comes from."""
+    library = type(x).__module__.split(".")[0]
+    if library == "torch":
+        return "move it there with tensor.cpu()"
+    if library in ("jax", "jaxlib"):
+        return "copy it to the host with jax.device_get(array)"
+    if library == "cupy":
+        return "copy it to the host with array.get()"
+    return "copy it to a NumPy array in host memory"
+
+
 def _to_numpy(x: Any, name: str) -> np.ndarray:
     """View `x` as a NumPy array: through ``__array__``, else through DLPack."""
     if isinstance(x, np.ndarray):
@@ -179,13 +204,11 @@ def as_array(x: Any, name: str) -> np.ndarray:
         For empty arrays.
     """
     device = getattr(x, "device", None)
-    if device is not None and not isinstance(x, np.ndarray):
-        kind = getattr(device, "type", str(device))
-        if str(kind) not in ("cpu", "CPU"):
-            raise TypeError(
-                f"{name} is on device {device!s}; fastseg counts on the CPU: move it "
-                f"there first (e.g. tensor.cpu())"
-            )
+    if device is not None and not isinstance(x, np.ndarray) and not _on_cpu(device):
+        raise TypeError(
+            f"{name} is on device {device!s}; fastseg counts on the CPU: "
+            f"{_to_host_hint(x)} first"
+        )
     arr = _to_numpy(x, name)
     if arr.dtype.kind not in "biuf":
         raise TypeError(

@@ -329,12 +329,35 @@ class FakeDevice:
 class FakeTensor:
     """Enough of a torch tensor: a `device` and ``__array__``."""
 
+    __module__ = "torch"
+
     def __init__(self, array, device):
         self._array = array
         self.device = device
 
     def __array__(self, dtype=None, copy=None):
         return self._array if dtype is None else self._array.astype(dtype)
+
+
+class FakeJaxDevice:
+    """A JAX device: ``platform``, and a name that is not "cpu"."""
+
+    def __init__(self, platform):
+        self.platform = platform
+
+    def __str__(self):
+        return "TFRT_CPU_0" if self.platform == "cpu" else f"{self.platform}:0"
+
+
+class FakeJaxArray(FakeTensor):
+    __module__ = "jaxlib.xla_extension"
+
+
+def test_jax_arrays_on_the_cpu_are_read_and_others_named_with_the_call_to_make():
+    expected = fastseg.counts(LABELS, SCORES)
+    assert fastseg.counts(LABELS, FakeJaxArray(SCORES, FakeJaxDevice("cpu"))) == expected
+    with pytest.raises(TypeError, match=r"y_pred is on device gpu:0; .*jax\.device_get\(array\)"):
+        fastseg.counts(LABELS, FakeJaxArray(SCORES, FakeJaxDevice("gpu")))
 
 
 @pytest.mark.parametrize("device", [FakeDevice("cuda"), FakeDevice("mps"), "cuda:1"])
