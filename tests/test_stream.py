@@ -248,6 +248,10 @@ class _ArrayLike:
 
 
 class _GpuTensor:
+    """A PyTorch CUDA tensor, as far as fastseg looks."""
+
+    __module__ = "torch"
+
     class _Device:
         type = "cuda"
 
