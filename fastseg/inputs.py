@@ -92,9 +92,6 @@ class Prepared:
         input's converter is the Lookup itself (stored ids in, class indices out).
     post : bool
         Read by the post-compatible API's rules (soft sums of any values).
-    kernel_lookups : tuple of (Lookup or None)
-        The (truth, prediction) label-id maps the kernel applies while counting; None for
-        an input without a map, or whose converter applies it.
     """
 
     pred: np.ndarray
@@ -111,7 +108,18 @@ class Prepared:
     true_lut: Lookup | None = None
     pred_lut: Lookup | None = None
     post: bool = False
-    kernel_lookups: tuple[Lookup | None, Lookup | None] = (None, None)
+
+    @property
+    def kernel_lookups(self) -> tuple[Lookup | None, Lookup | None]:
+        """The (truth, prediction) label-id maps the kernel applies while counting.
+
+        None for an input without a map, or whose map has no kernel table (its converter
+        applies it then).
+        """
+        return (
+            None if self.true_lut is None or self.true_lut.dense is None else self.true_lut,
+            None if self.pred_lut is None or self.pred_lut.dense is None else self.pred_lut,
+        )
 
     @property
     def n_images(self) -> int:
@@ -824,11 +832,9 @@ def prepare(
                                else view(true, true_kind, "y_true"))  # fmt: skip
     # A thresholded map has no class axis: for chunking it is a label map.
     pred_kind, true_kind = (k.replace("map", "labels") for k in (pred_kind, true_kind))
-    in_kernel = (None if true_lut is None or true_lut.dense is None else true_lut,
-                 None if pred_lut is None or pred_lut.dense is None else pred_lut)  # fmt: skip
     return Prepared(pred_view, true_view, n, pred_kind, true_kind, ignore,
                     pred_convert, true_convert, true.dtype, pred.dtype, channels,
-                    true_lut, pred_lut, post, in_kernel)  # fmt: skip
+                    true_lut, pred_lut, post)  # fmt: skip
 
 
 def _lookups(
