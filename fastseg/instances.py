@@ -189,6 +189,10 @@ class InstanceRule:
         return np.where(self.ids[pos] == label_ids, self.classes[pos], -1)
 
 
+#: Pixels per run :func:`_instance_pixels` skips at once when none is an instance pixel.
+RUN = 512
+
+
 @numba.njit(cache=True, nogil=True)
 def _instance_pixels(ids, pred, codes, default, num_classes, floor, top):
     """Pixels of each instance id ``> floor`` per predicted class, in one table.
@@ -199,12 +203,30 @@ def _instance_pixels(ids, pred, codes, default, num_classes, floor, top):
     pixels of ``values[i]`` predicted ``d``; the number of instance pixels whose
     prediction is not in ``[0, num_classes)`` (left out).
     """
+    # Instance pixels are few (Cityscapes: about 1 %, in objects): find the runs that hold
+    # any with a vectorised max, then read only those runs pixel by pixel.
+    n = ids.size
+    runs = np.empty((n + RUN - 1) // RUN, np.int64)
+    n_runs = 0
+    for r in range(n // RUN):
+        lo = r * RUN
+        m = ids[lo]
+        for i in range(lo, lo + RUN):  # a fixed trip count: LLVM vectorises it
+            m = max(m, ids[i])
+        if m > floor:
+            runs[n_runs] = r
+            n_runs += 1
+    if n % RUN:  # the short last run is read pixel by pixel
+        runs[n_runs] = n // RUN
+        n_runs += 1
     span = top - floor
     slot = np.full(max(span, 0), -1, np.int32)
-    for i in range(ids.size):
-        v = ids[i]
-        if v > floor:
-            slot[v - floor - 1] = 0
+    for k in range(n_runs):
+        lo = runs[k] * RUN
+        for i in range(lo, min(n, lo + RUN)):
+            v = ids[i]
+            if v > floor:
+                slot[v - floor - 1] = 0
     k = 0
     for j in range(span):
         if slot[j] == 0:
@@ -216,16 +238,18 @@ def _instance_pixels(ids, pred, codes, default, num_classes, floor, top):
             values[slot[j]] = j + floor + 1
     table = np.zeros((k, num_classes), np.int64)
     bad = 0
-    for i in range(ids.size):
-        v = ids[i]
-        if v > floor:
-            d = np.int64(pred[i])
-            if codes.size:
-                d = np.int64(codes[d]) if d >= 0 and d < codes.size else np.int64(default)
-            if d < 0 or d >= num_classes:
-                bad += 1
-            else:
-                table[slot[v - floor - 1], d] += 1
+    for r in range(n_runs):
+        lo = runs[r] * RUN
+        for i in range(lo, min(n, lo + RUN)):
+            v = ids[i]
+            if v > floor:
+                d = np.int64(pred[i])
+                if codes.size:
+                    d = np.int64(codes[d]) if d >= 0 and d < codes.size else np.int64(default)
+                if d < 0 or d >= num_classes:
+                    bad += 1
+                else:
+                    table[slot[v - floor - 1], d] += 1
     return values, table, bad
 
 

@@ -506,9 +506,9 @@ def test_hard_kernel_choice():
     assert kernels.hard_kernel(LARGE_N, 1) is kernels.hard_counts_shared
     assert kernels.hard_kernel(2, 1, table_slack=0) is kernels.hard_counts_shared
     assert kernels.hard_kernel(LARGE_N, 64, table_slack=2**60) is kernels.hard_counts
-    # The boundary: T * ((N + 1)^2 + N^2) * 8 <= N^2 * 8 + slack.
+    # The boundary: T * ((N + 3) * (N + 2) + N^2) * 8 <= N^2 * 8 + slack.
     n, t = 100, 4
-    need = t * ((n + 1) ** 2 + n**2) * 8 - n**2 * 8
+    need = t * ((n + 3) * (n + 2) + n**2) * 8 - n**2 * 8
     assert kernels.thread_tables_fit(n, t, need)
     assert not kernels.thread_tables_fit(n, t, need - 1)
 
@@ -544,6 +544,70 @@ def bincount_expected(truth, pred_labels, n, ignore=None, pred_nan=None):
         kernels.IGNORED: ignored.sum(),
     }
     return tp, pc, tc, confusion, stats
+
+
+def _read_through(ids, codes):
+    """Label ids read through a kernels.LabelCodes map, as NumPy."""
+    table = np.asarray(codes.table, np.int64)
+    if not table.size:
+        return np.asarray(ids, np.int64)
+    ids = np.asarray(ids, np.int64)
+    inside = (ids >= 0) & (ids < table.size)
+    return np.where(inside, table[np.where(inside, ids, 0)], codes.default)
+
+
+#: (pred dtype, true dtype) pairs of label maps: each dtype with itself, and mixed.
+LABEL_PAIRS = [(d, d) for d in kernels.LABEL_DTYPES] + [("uint8", "int64"), ("int32", "uint16")]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("pred_dtype", "true_dtype"), LABEL_PAIRS)
+@pytest.mark.parametrize("ignore", [None, 255, -1, 70000])
+@pytest.mark.parametrize("mapped", [False, True])
+def test_label_pairs_match_bincount(pred_dtype, true_dtype, ignore, mapped, threads):
+    """Two label maps (the lookup-table tally, fused for two uint8 maps): every dtype,
+    with and without label-id maps, ignore indices inside and outside the tables, ids
+    outside them, invalid labels on either side; whole images and a split last image;
+    images whose size is not a multiple of the 8 pixels read at once."""
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip(f"needs {threads} Numba threads")
+    pred_dt, true_dt = np.dtype(pred_dtype), np.dtype(true_dtype)
+    if ignore is not None and not np.can_cast(np.min_scalar_type(ignore), true_dt):
+        pytest.skip("the ignore index is not a value of the truth's dtype")
+    n, b, p = 6, 3, kernels.BLOCK + 13
+    rng = np.random.default_rng([n, b, p, pred_dt.num, true_dt.num, threads])
+
+    def ids(dtype, shape):
+        top = min(np.iinfo(dtype).max, 300) + 1
+        x = rng.integers(0, 12, shape)  # mostly classes and a few ids beyond N
+        rare = rng.random(shape) < 0.03
+        x[rare] = rng.integers(np.iinfo(dtype).min if dtype.kind == "i" else 0, top, rare.sum())
+        return x.astype(dtype)
+
+    truth, pred = ids(true_dt, (b, p)), ids(pred_dt, (b, p))
+    if ignore is not None:
+        truth[rng.random(truth.shape) < 0.05] = ignore
+    codes = pred_codes = kernels.NO_CODES
+    if mapped:  # ids 0..9 onto the classes (two of them to nothing), beyond: the default
+        codes = kernels.LabelCodes(np.array([3, 2, 1, 0, 5, 4, 7, -1, 2, 1], np.int32),
+                                   255 if ignore is None else ignore)  # fmt: skip
+        pred_codes = kernels.LabelCodes(np.array([5, 4, 3, 2, 1, 0, 9], np.int32), 6)
+    c = kernels.Classes(n, ignore is not None, 0 if ignore is None else ignore, codes,
+                        pred_codes)  # fmt: skip
+    expected = bincount_expected(_read_through(truth, codes), _read_through(pred, pred_codes),
+                                 n, ignore)  # fmt: skip
+    # Example values are stored ids (before the map).
+    t_lab, p_lab = _read_through(truth, codes), _read_through(pred, pred_codes)
+    t_bad = ((t_lab < 0) | (t_lab >= n)) & (t_lab != (n + 10**6 if ignore is None else ignore))
+    kept = ~t_bad & (t_lab != (n + 10**6 if ignore is None else ignore))
+    expected[4][kernels.TRUE_BAD_VALUE] = set(truth[t_bad].astype(np.int64).tolist()) or {0}
+    p_bad = kept & ((p_lab < 0) | (p_lab >= n))
+    expected[4][kernels.PRED_BAD_VALUE] = set(pred[p_bad].astype(np.int64).tolist()) or {0}
+    assert expected[4][kernels.TRUE_BAD]
+    assert expected[4][kernels.PRED_BAD]
+    out = outputs(b, n)
+    kernels.hard_counts(pred, truth, c, kernels.HardCounts(*out[:4]), out[4], threads)
+    assert_expected(out, expected)
 
 
 def assert_expected(out, expected):
