@@ -188,8 +188,8 @@ def _official_command(folder: dict) -> tuple[list[str], dict, Path]:
 
 def _fastseg_command(folder: dict, output: Path) -> list[str]:
     root = folder["root"]
-    return [sys.executable, "-m", "fastseg", "evaluate", str(root / "results"),
-            str(root / "gtFine" / "val"), "--dataset", "cityscapes", "--instances",
+    return [sys.executable, "-m", "fastseg", "evaluate", "--true", str(root / "gtFine" / "val"),
+            "--pred", str(root / "results"), "--dataset", "cityscapes", "--instances",
             "--format", "cityscapes", "--output", str(output), "--no-progress"]  # fmt: skip
 
 
@@ -199,7 +199,7 @@ def _floor_command(folder: dict) -> list[str]:
 
 def _in_process(folder: dict, output: Path) -> Path:
     root = folder["root"]
-    report = fastseg.evaluate(str(root / "results"), str(root / "gtFine" / "val"),
+    report = fastseg.evaluate(str(root / "gtFine" / "val"), str(root / "results"),
                               dataset="cityscapes", instances=True, progress=False)  # fmt: skip
     return report.to_json(output, "cityscapes")
 

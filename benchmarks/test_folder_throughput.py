@@ -103,7 +103,7 @@ def test_evaluate(benchmark, folders):
     _tag(benchmark, "evaluate")
 
     def run() -> fastseg.Report:
-        return fastseg.evaluate(pred, true, num_classes=CLASSES, progress=False)
+        return fastseg.evaluate(true, pred, num_classes=CLASSES, progress=False)
 
     run()  # compile or load the kernels, warm the page cache
     report = benchmark.pedantic(run, rounds=ROUNDS, iterations=1)

@@ -53,19 +53,20 @@ _DEMO_NAMES = dict(zip(("zarr", "cityscapes", "nnunet"), DEMO_PARTS, strict=True
 
 EVALUATE_EXAMPLES = """\
 examples:
-  fastseg evaluate preds.zarr labels.zarr --ignore-index 255
-  fastseg evaluate run.zarr run.zarr --pred-array scores --true-array gt --preset mmseg
-  fastseg evaluate s3://bucket/preds.zarr gt.zarr --format json --output report.json
-  fastseg evaluate preds.zarr gt.zarr --checkpoint ckpt/ --workers 2 --plot report.png
-  fastseg evaluate preds.zarr gt.zarr --scheduler tcp://10.0.0.5:8786
-  fastseg evaluate results/ gtFine/val/ --pred-suffix _leftImg8bit.png \
-      --true-suffix _gtFine_labelIds.png --num-classes 34
-  fastseg evaluate nnunet_pred/ labelsTs/ --num-classes 4      # case_0001.nii.gz pairs
-  fastseg evaluate 'preds/*.png' @truth_files.txt --num-classes 21
-  fastseg evaluate results/ gtFine/val/ --dataset cityscapes --format cityscapes
-  fastseg evaluate results/ gtFine/val/ --dataset cityscapes --instances   # + iIoU
-  fastseg evaluate preds/ annotations/validation/ --dataset ade20k --format csv
-  fastseg evaluate predsTs/ labelsTs/ --dataset dataset.json --format per-case
+  fastseg synth data.zarr --images 8 --size 128 128 --classes 5   # arrays true and pred
+  fastseg evaluate --true data.zarr --pred data.zarr
+  fastseg evaluate --true data.zarr --pred data.zarr --preset mmseg --format json \\
+      --output report.json
+  fastseg evaluate --true data.zarr --true-array true --pred data.zarr --pred-array pred \\
+      --checkpoint ckpt/ --workers 2 --format csv
+  fastseg evaluate --true gt.zarr --pred preds.zarr --scheduler tcp://10.0.0.5:8786
+  fastseg evaluate --true gtFine/val/ --pred results/ --dataset cityscapes --instances
+  fastseg evaluate --true labelsTs/ --pred predsTs/ --dataset dataset.json --format per-case
+  fastseg evaluate --true annotations/validation/ --pred preds/ --dataset ade20k
+  fastseg evaluate --true @truth_files.txt --pred 'preds/*.png' --num-classes 21
+
+The first four run as written (the synth line makes data.zarr); the others show the
+options for a cluster and for folders of Cityscapes, nnU-Net and ADE20K files.
 """
 
 DEMO_EXAMPLES = """\
@@ -226,18 +227,21 @@ def _parser() -> argparse.ArgumentParser:
 
 def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument(
-        "pred",
-        metavar="PRED",
-        help="predictions: Zarr store path or URL (group or array), or files: a folder "
+        "--true",
+        metavar="TRUE",
+        help="the truth: a Zarr store path or URL (group or array), or files: a folder "
         "(searched recursively), a quoted glob, or @LIST (a text file of paths, one per "
         "line) of PNG, TIFF, NIfTI, .npy or .npz files, one image each",
     )
     ev.add_argument(
-        "true",
-        metavar="TRUE",
-        help="truth: as PRED (may be the same group); files are paired with PRED's by "
-        "name, or by position with a Zarr array's images",
+        "--pred",
+        metavar="PRED",
+        help="the predictions (scores or label maps): as TRUE (may be the same group); "
+        "files are paired with TRUE's by name, or by position with a Zarr array's images",
     )
+    # In 0.1 the inputs were positional, predictions first (the reverse of the Python API's
+    # y_true, y_pred). Still read, with a warning, so batch scripts keep working.
+    ev.add_argument("positional", nargs="*", metavar="PRED TRUE", help=argparse.SUPPRESS)
     ev.add_argument(
         "--pred-suffix",
         metavar="SUFFIX",
@@ -428,15 +432,45 @@ def _exclusions(items: Sequence[str] | None) -> list[int | str] | None:
     return [int(x) if x.lstrip("-").isdigit() else x for x in items]
 
 
-def _run_evaluate(args: argparse.Namespace, pred: str, true: str) -> int:
+def _inputs(args: argparse.Namespace) -> tuple[str, str]:
+    """(TRUE, PRED) of ``fastseg evaluate``: its --true / --pred flags.
+
+    Or, deprecated, the positional PRED TRUE of fastseg 0.1, with a warning.
+    """
+    given = args.positional
+    if not given:
+        missing = [flag for flag, value in (("--true", args.true), ("--pred", args.pred))
+                   if value is None]  # fmt: skip
+        if missing:
+            raise UsageError(
+                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: "
+                "fastseg evaluate --true TRUE --pred PRED [options]"
+            )
+        return args.true, args.pred
+    if args.true is not None or args.pred is not None or len(given) != 2:
+        raise UsageError(
+            f"unexpected argument(s) {shlex.join(given)}: name the inputs, "
+            "fastseg evaluate --true TRUE --pred PRED [options]"
+        )
+    pred, true = given
+    sys.stderr.write(
+        "fastseg: warning: positional PRED TRUE is deprecated (predictions first, the "
+        "reverse of the Python API); name the inputs: "
+        f"fastseg evaluate --true {shlex.quote(true)} --pred {shlex.quote(pred)}\n"
+    )
+    return true, pred
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
     # CLI-only options first (cheap, no store opened); the library checks its own options,
     # the stores and their attribute defaults before it computes anything.
     output = None if args.output is None else _output_target(args.output)
     plot = None if args.plot is None else _plot_target(args.plot)
+    true, pred = _inputs(args)
     started = time.perf_counter()
     report = evaluate(
-        _file_list(pred),
         _file_list(true),
+        _file_list(pred),
         num_classes=getattr(args, "num_classes", None),
         class_axis=getattr(args, "class_axis", None),
         ignore_index=getattr(args, "ignore_index", FROM_STORE),
@@ -731,7 +765,8 @@ def _demo_data(part: str, root: Path, args: argparse.Namespace) -> tuple[str, li
             f"{classes - 1} never present, an ignore region labelled 255) in a Zarr store"
         )
         ignore = ["--ignore-index", "255"]  # also the store's attribute; not your store's
-        return said, [path, path, *ignore], ["preds.zarr", "labels.zarr", *ignore]
+        return (said, ["--true", path, "--pred", path, *ignore],
+                ["--true", "labels.zarr", "--pred", "preds.zarr", *ignore])
     if part == "cityscapes":
         folder = root / "cityscapes"
         write_cityscapes(folder, images, (h, w), background=ROAD)
@@ -740,8 +775,9 @@ def _demo_data(part: str, root: Path, args: argparse.Namespace) -> tuple[str, li
             "folders (gtFine/val/<city>/*_gtFine_labelIds.png), predictions in labelIds "
             "(results/*_leftImg8bit.png); void ids are ignored"
         )
-        run = [str(folder / "results"), str(folder / "gtFine" / "val"), "--dataset", "cityscapes"]
-        return said, run, ["results/", "gtFine/val/", "--dataset", "cityscapes"]
+        run = ["--true", str(folder / "gtFine" / "val"), "--pred", str(folder / "results"),
+               "--dataset", "cityscapes"]  # fmt: skip
+        return said, run, ["--true", "gtFine/val/", "--pred", "results/", "--dataset", "cityscapes"]
     folder = root / "nnunet"
     write_nnunet(folder, images, DEMO_VOLUME, classes=classes)
     said = (
@@ -749,9 +785,10 @@ def _demo_data(part: str, root: Path, args: argparse.Namespace) -> tuple[str, li
         f"voxels, {classes} classes: truth and predicted NIfTI files of one name "
         "(labelsTs/case_0000.nii.gz, pred/case_0000.nii.gz) and dataset.json"
     )
-    run = [str(folder / "pred"), str(folder / "labelsTs"), "--dataset",
+    run = ["--true", str(folder / "labelsTs"), "--pred", str(folder / "pred"), "--dataset",
            str(folder / "dataset.json")]  # fmt: skip
-    return said, run, ["nnUNet_predictions/", "labelsTs/", "--dataset", "Dataset001/dataset.json"]
+    return said, run, ["--true", "labelsTs/", "--pred", "nnUNet_predictions/", "--dataset",
+                       "Dataset001/dataset.json"]  # fmt: skip
 
 
 def _demo_flags(args: argparse.Namespace) -> list[str]:
@@ -784,7 +821,7 @@ def _run_demo_parts(parts: list[str], root: Path, args: argparse.Namespace, kept
         flags = _demo_flags(args)
         argv = ["evaluate", *run, *flags]
         evaluate_args = _parser().parse_args(argv)
-        code = max(code, _run_evaluate(evaluate_args, evaluate_args.pred, evaluate_args.true))
+        code = max(code, _run_evaluate(evaluate_args))
         if kept:
             _say(f"to run it again: {shlex.join(['fastseg', *argv])}")
         _say(f"on your own data: {shlex.join(['fastseg', 'evaluate', *yours, *flags])}")
@@ -805,7 +842,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "evaluate":
-            return _run_evaluate(args, args.pred, args.true)
+            return _run_evaluate(args)
         if args.command == "demo":
             return _run_demo(args)
         return _run_synth(args)

@@ -200,8 +200,8 @@ def _fingerprint(
 
 
 def plan(
-    pred: Any,
-    true: Any,
+    y_true: Any,
+    y_pred: Any,
     *,
     num_classes: int | None = None,
     class_axis: int | None = None,
@@ -238,6 +238,8 @@ def plan(
     classes) here, before anything is written to `checkpoint`.
     """
     import dask
+
+    pred, true = y_pred, y_true
 
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}; got {missing!r}")
@@ -555,8 +557,8 @@ def _warm_up(p: Plan, announce: bool, wait: float = COMPILE_NOTICE_AFTER) -> Exc
 
 
 def evaluate(
-    pred: Any,
-    true: Any,
+    y_true: Any,
+    y_pred: Any,
     *,
     num_classes: int | None = None,
     class_axis: int | None = None,
@@ -595,8 +597,10 @@ def evaluate(
 
     Parameters
     ----------
-    pred, true : str, os.PathLike, list of paths, zarr.Array, zarr.Group, dask array or array_like
-        Scores or label maps (the kinds of :func:`fastseg.counts`): a Zarr path or URL
+    y_true, y_pred : str, os.PathLike, list of paths, zarr.Array, zarr.Group, dask or NumPy array
+        The truth, then the predictions, in the order of every fastseg function (and of
+        scikit-learn). Scores or label maps (the kinds of :func:`fastseg.counts`): a Zarr
+        path or URL
         (directory, ``.zip``, any fsspec URL; Zarr v2 or v3), an opened Zarr array or
         group, a Dask array or a NumPy array; or files, one image (or volume) each, of
         any size: a folder (searched recursively), a glob or a list of paths of PNG,
@@ -695,7 +699,7 @@ def evaluate(
             (num_classes, ignore_index, class_names, label_map, label_map_pred, reduce_zero_label,
          groups, preset, pred_suffix, true_suffix, instance_suffix,
          instance_sizes) = dataset_preset(dataset).fill(
-            {"ignore_index": FROM_STORE}, files=is_file_input(pred) or is_file_input(true),
+            {"ignore_index": FROM_STORE}, files=is_file_input(y_pred) or is_file_input(y_true),
             num_classes=num_classes, ignore_index=ignore_index,
             class_names=class_names, label_map=label_map, label_map_pred=label_map_pred,
             reduce_zero_label=reduce_zero_label, groups=groups, preset=preset,
@@ -714,8 +718,8 @@ def evaluate(
     client, own_client = (scheduler, False) if local else _connect(scheduler)
     try:
         p = plan(
-            pred,
-            true,
+            y_true,
+            y_pred,
             num_classes=num_classes,
             class_axis=class_axis,
             ignore_index=ignore_index,

@@ -98,6 +98,20 @@ class _Side:
     source: Source | None = None
 
 
+def _swapped(pred: Any, true: Any, pred_suffix: str | None, true_suffix: str | None) -> bool:
+    """Whether two file inputs hold each other's files (by their distinct suffixes)."""
+    if not (pred_suffix and true_suffix) or pred_suffix == true_suffix:
+        return False
+    if not (is_file_input(pred) and is_file_input(true)):
+        return False
+    try:
+        list_files(true, "pred", pred_suffix)
+        list_files(pred, "true", true_suffix)
+    except ValueError:
+        return False
+    return True
+
+
 def _open_side(
     x: Any,
     name: str,
@@ -491,8 +505,18 @@ def plan_files(
     from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
 
-    p_side = _open_side(pred, "pred", pred_suffix, pred_array, storage_options)
-    t_side = _open_side(true, "true", true_suffix, true_array, storage_options)
+    try:
+        p_side = _open_side(pred, "pred", pred_suffix, pred_array, storage_options)
+        t_side = _open_side(true, "true", true_suffix, true_array, storage_options)
+    except ValueError as exc:
+        if _swapped(pred, true, pred_suffix, true_suffix):
+            raise ValueError(
+                f"{exc}. The two inputs look swapped: the files ending with "
+                f"{true_suffix!r} (truth) are where the predictions were expected, and those "
+                f"ending with {pred_suffix!r} where the truth was; the truth comes first: "
+                "evaluate(y_true, y_pred), fastseg evaluate --true TRUE --pred PRED"
+            ) from exc
+        raise
     both_files = p_side.files is not None and t_side.files is not None
     if both_files and missing == "fill":
         raise ValueError(

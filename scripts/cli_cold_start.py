@@ -31,7 +31,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "tiny.zarr"
         write_dataset(store, images=2, size=(64, 64), classes=5, dtype=args.dtype)
-        command = [sys.executable, "-m", "fastseg.cli", "evaluate", str(store), str(store),
+        command = [sys.executable, "-m", "fastseg.cli", "evaluate", "--true", str(store),
+                   "--pred", str(store),
                    "--no-progress", "--format", "json"]  # fmt: skip
         times = []
         for _ in range(args.runs + 1):

@@ -67,7 +67,8 @@ def main() -> int:
     images, per_image = shape[0], 2 * int(np.prod(shape[1:]))
     figures.update(images=images, scores_gb=round(images * per_image / 1e9, 2))
 
-    command = [*fastseg, "evaluate", str(args.store), str(args.store), "--format", "json",
+    command = [*fastseg, "evaluate", "--true", str(args.store),
+               "--pred", str(args.store), "--format", "json",
                "--output", str(args.store.with_suffix(".report.json"))]  # fmt: skip
     if args.workers:
         command += ["--workers", str(args.workers)]

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         with Client(cluster) as client:
             client.wait_for_workers(1, timeout=1800)
             report = fastseg.evaluate(
-                args.pred, args.true, pred_array=args.pred_array, true_array=args.true_array,
+                args.true, args.pred, pred_array=args.pred_array, true_array=args.true_array,
                 ignore_index="store" if args.ignore_index is None else args.ignore_index,
                 scheduler=client, checkpoint=args.checkpoint,
                 preset=args.preset,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ def test_synth_writes_a_store_with_attributes(store):
 
 
 def test_evaluate_json_equals_the_in_memory_report(store, capsys):
-    assert main(["evaluate", str(store), str(store), "--format", "json", "--no-progress"]) == 0
+    assert main(["evaluate", "--true", str(store),
+                 "--pred", str(store), "--format", "json", "--no-progress"]) == 0
     out = json.loads(capsys.readouterr().out)
     expected = _in_memory_report(store).to_dict()
     assert out["summary"] == expected["summary"]
@@ -52,12 +54,14 @@ def test_evaluate_json_equals_the_in_memory_report(store, capsys):
 
 
 def test_evaluate_table_csv_output_file_and_preset(store, tmp_path, capsys):
-    assert main(["evaluate", str(store), str(store), "--no-progress", "--per-image"]) == 0
+    assert main(["evaluate", "--true", str(store),
+                 "--pred", str(store), "--no-progress", "--per-image"]) == 0
     text = capsys.readouterr().out
     assert "mIoU" in text
     assert "worst images by IoU" in text
     out = tmp_path / "r.csv"
-    args = ["evaluate", str(store), str(store), "--format", "csv", "--output", str(out),
+    args = ["evaluate", "--true", str(store),
+            "--pred", str(store), "--format", "csv", "--output", str(out),
             "--preset", "mmseg", "--no-progress"]  # fmt: skip
     assert main(args) == 0
     assert capsys.readouterr().out == ""
@@ -68,14 +72,16 @@ def test_evaluate_table_csv_output_file_and_preset(store, tmp_path, capsys):
 
 
 def test_exclude_class_changes_the_means(store, capsys):
-    main(["evaluate", str(store), str(store), "--format", "json", "--no-progress",
+    main(["evaluate", "--true", str(store),
+          "--pred", str(store), "--format", "json", "--no-progress",
           "--exclude-class", "0"])  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert out["summary"]["miou"] == pytest.approx(_in_memory_report(store, exclude=[0]).miou)
 
 
 def test_checkpoint_resume_through_the_cli(store, tmp_path, capsys):
-    args = ["evaluate", str(store), str(store), "--format", "json", "--no-progress",
+    args = ["evaluate", "--true", str(store),
+            "--pred", str(store), "--format", "json", "--no-progress",
             "--checkpoint", str(tmp_path / "ck")]  # fmt: skip
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
@@ -98,10 +104,79 @@ def test_help_has_examples(capsys):
     assert "examples:" in capsys.readouterr().out
 
 
+def test_the_first_help_examples_run_as_written(tmp_path, monkeypatch, capsys):
+    """`fastseg evaluate --help`'s first four examples: the synth line, then three runs
+    on what it wrote (their report equals the one the plain run prints)."""
+    from fastseg.cli import EVALUATE_EXAMPLES
+
+    lines = EVALUATE_EXAMPLES.replace("\\\n", " ").splitlines()[1:5]
+    monkeypatch.chdir(tmp_path)
+    outputs = []
+    for line in lines:
+        argv = shlex.split(line.split("#")[0])
+        assert argv[0] == "fastseg"
+        assert main([*argv[1:], "--no-progress"]) == 0, line
+        outputs.append(capsys.readouterr().out)
+    assert "mIoU" in outputs[1]
+    assert json.loads((tmp_path / "report.json").read_text())["num_classes"] == 5
+    rows = list(csv.DictReader(io.StringIO(outputs[3])))
+    assert [r["name"] for r in rows if r["kind"] == "class"][:2] == ["background", "class1"]
+
+
+@pytest.fixture(scope="module")
+def two_label_stores(tmp_path_factory):
+    """Truth and prediction label maps in two stores: swapping them changes precision."""
+    root = tmp_path_factory.mktemp("order")
+    rng = np.random.default_rng(9)
+    truth = rng.integers(0, 3, (2, 16, 12)).astype(np.uint8)
+    pred = np.where(rng.random(truth.shape) < 0.3, 0, truth).astype(np.uint8)
+    for name, x in (("t.zarr", truth), ("p.zarr", pred)):
+        zarr.save_array(str(root / name), x)
+    return root / "t.zarr", root / "p.zarr", truth, pred
+
+
+def _report(argv, capsys):
+    assert main([*argv, "--num-classes", "3", "--format", "json", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+def test_inputs_are_named_and_the_old_positional_form_warns(two_label_stores, capsys):
+    t, p, truth, pred = two_label_stores
+    named, err = _report(["evaluate", "--true", str(t), "--pred", str(p)], capsys)
+    assert err == ""
+    support = np.bincount(truth.ravel(), minlength=3)
+    assert [c["support"] for c in named["classes"]] == support.tolist()
+    swapped, _ = _report(["evaluate", "--true", str(p), "--pred", str(t)], capsys)
+    assert swapped != named
+    # fastseg 0.1's positional PRED TRUE: the same meaning, with a warning naming the fix
+    old, err = _report(["evaluate", str(p), str(t)], capsys)
+    assert old == named
+    assert "positional PRED TRUE is deprecated" in err
+    assert f"fastseg evaluate --true {t} --pred {p}" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate"], "--true and --pred are required"),
+        (["evaluate", "--true", "t.zarr"], "--pred is required"),
+        (["evaluate", "p.zarr", "--true", "t.zarr"], "unexpected argument(s) p.zarr"),
+        (["evaluate", "a", "b", "c"], "unexpected argument(s) a b c"),
+    ],
+)
+def test_inputs_missing_or_mixed_exit_2_naming_the_flags(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "fastseg evaluate --true TRUE --pred PRED" in err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["evaluate", "nowhere.zarr", "nowhere.zarr", "--no-progress"], "no Zarr array or group"),
+        (["evaluate", "--true", "nowhere.zarr",
+          "--pred", "nowhere.zarr", "--no-progress"], "no Zarr array or group"),
         (["synth", "x.zarr", "--images", "2", "--size", "8", "8", "--classes", "1"], "classes"),
     ],
 )
@@ -125,30 +200,33 @@ def test_missing_chunk_exits_2_and_decode_failure_exits_1(store, tmp_path, capsy
     shutil.copytree(store, broken)
     chunk = broken / "pred" / "c" / "1" / "0" / "0" / "0"
     chunk.unlink()
-    assert main(["evaluate", str(broken), str(broken), "--no-progress"]) == 2
+    assert main(["evaluate", "--true", str(broken), "--pred", str(broken), "--no-progress"]) == 2
     assert "lacks 1 chunk(s): (1, 0, 0, 0)" in capsys.readouterr().err
     chunk.write_bytes(b"corrupt")
-    assert main(["evaluate", str(broken), str(broken), "--no-progress"]) == 1
+    assert main(["evaluate", "--true", str(broken), "--pred", str(broken), "--no-progress"]) == 1
     assert "chunk (1, 0, 0, 0) of pred" in capsys.readouterr().err
 
 
 def test_plot_is_written(store, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "r.png"
-    assert main(["evaluate", str(store), str(store), "--no-progress", "--plot", str(png)]) == 0
+    assert main(["evaluate", "--true", str(store),
+                 "--pred", str(store), "--no-progress", "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_output_is_not_left_half_written(store, tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert main(["evaluate", str(store), str(store), "--format", "json", "--output", str(out),
+    assert main(["evaluate", "--true", str(store),
+                 "--pred", str(store), "--format", "json", "--output", str(out),
                  "--no-progress"]) == 0  # fmt: skip
     assert json.loads(out.read_text())["complete"] is True
     assert [p.name for p in Path(tmp_path).iterdir()] == ["r.json"]
 
 
 def test_soft_evaluation_matches_the_soft_accumulator(store, capsys):
-    assert main(["evaluate", str(store), str(store), "--soft", "--format", "json",
+    assert main(["evaluate", "--true", str(store),
+                 "--pred", str(store), "--soft", "--format", "json",
                  "--no-progress"]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     g = zarr.open_group(store, mode="r")
@@ -162,7 +240,8 @@ def test_channels_first_store_takes_its_class_axis_from_the_attributes(tmp_path,
     path = tmp_path / "first.zarr"
     assert main(["synth", str(path), "--images", "2", "--size", "32", "24", "--classes", "4",
                  "--class-axis", "1", "--no-progress"]) == 0  # fmt: skip
-    assert main(["evaluate", str(path), str(path), "--format", "json", "--no-progress"]) == 0
+    assert main(["evaluate", "--true", str(path),
+                 "--pred", str(path), "--format", "json", "--no-progress"]) == 0
     out = json.loads(capsys.readouterr().out)
     g = zarr.open_group(path, mode="r")
     acc = Accumulator(4, ignore_index=255, class_axis=1, class_names=g.attrs["class_names"])
@@ -218,7 +297,7 @@ def test_bad_options_exit_2_before_any_compute(store, tmp_path, no_compute, caps
                                                message):  # fmt: skip
     (tmp_path / "file.txt").write_text("not a directory")
     extra = [x.replace("{tmp}", str(tmp_path)) for x in extra]
-    args = ["evaluate", str(store), str(store), "--no-progress",
+    args = ["evaluate", "--true", str(store), "--pred", str(store), "--no-progress",
             "--checkpoint", str(tmp_path / "ck"), *extra]  # fmt: skip
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -233,7 +312,8 @@ def test_an_unreachable_scheduler_exits_2_within_seconds(store, no_compute, caps
 
     address = f"tcp://127.0.0.1:{_free_port()}"
     started = time.monotonic()
-    assert main(["evaluate", str(store), str(store), "--scheduler", address]) == 2
+    assert main(["evaluate", "--true", str(store),
+                 "--pred", str(store), "--scheduler", address]) == 2
     assert time.monotonic() - started < 10
     err = capsys.readouterr().err
     assert err.startswith(f"fastseg: error: --scheduler {address}: no Dask scheduler answered "
@@ -247,13 +327,14 @@ def test_errors_use_the_cli_flag_names(store, tmp_path, no_compute, capsys):
     g = zarr.open_group(labels, mode="w")
     g.create_array("pred", shape=(2, 4, 4), dtype="u1")[:] = 0
     g.create_array("true", shape=(2, 4, 4), dtype="u1")[:] = 0
-    assert main(["evaluate", str(labels), str(labels), "--no-progress"]) == 2
+    assert main(["evaluate", "--true", str(labels), "--pred", str(labels), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "--num-classes N" in err
     assert "num_classes" not in err
     # a store attribute that is not an integer: named as the attribute, fixed with the flag
     g.attrs["ignore_index"] = "void"
-    assert main(["evaluate", str(labels), str(labels), "--num-classes", "3"]) == 2
+    assert main(["evaluate", "--true", str(labels),
+                 "--pred", str(labels), "--num-classes", "3"]) == 2
     assert capsys.readouterr().err == (
         "fastseg: error: the truth store's ignore_index attribute is 'void', not an integer; "
         "pass --ignore-index K to override it\n"
@@ -263,7 +344,7 @@ def test_errors_use_the_cli_flag_names(store, tmp_path, no_compute, capsys):
     g = zarr.open_group(other, mode="w")
     g.create_array("a", shape=(2, 4, 4, 3), dtype="f4")
     g.create_array("b", shape=(2, 4, 4, 3), dtype="f4")
-    assert main(["evaluate", str(other), str(store), "--no-progress"]) == 2
+    assert main(["evaluate", "--true", str(store), "--pred", str(other), "--no-progress"]) == 2
     assert "(array path, e.g. --pred-array a)" in capsys.readouterr().err
 
 
@@ -274,14 +355,16 @@ def test_missing_output_directories_are_created(store, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "a" / "b" / "r.json"
     plots = tmp_path / "plots"
-    assert main(["evaluate", str(store), str(store), "--format", "json", "--no-progress",
+    assert main(["evaluate", "--true", str(store),
+                 "--pred", str(store), "--format", "json", "--no-progress",
                  "--output", str(out), "--plot", f"{plots}/"]) == 0  # fmt: skip
     assert json.loads(out.read_text())["complete"] is True
     assert (plots / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # an existing directory gets report.png too; another suffix, another format
-    assert main(["evaluate", str(store), str(store), "--no-progress", "--plot", str(plots),
+    assert main(["evaluate", "--true", str(store),
+                 "--pred", str(store), "--no-progress", "--plot", str(plots),
                  "--output", str(tmp_path / "r.txt")]) == 0  # fmt: skip
-    assert main(["evaluate", str(store), str(store), "--no-progress", "--plot",
+    assert main(["evaluate", "--true", str(store), "--pred", str(store), "--no-progress", "--plot",
                  str(plots / "r.svg"), "--output", str(tmp_path / "r.txt")]) == 0  # fmt: skip
     assert (plots / "r.svg").read_text().lstrip().startswith("<?xml")
     assert sorted(p.name for p in plots.iterdir()) == ["r.svg", "report.png"]
@@ -292,7 +375,8 @@ def test_a_missing_matplotlib_is_reported_up_front(store, tmp_path, no_compute, 
     import sys
 
     monkeypatch.setitem(sys.modules, "matplotlib.backend_bases", None)  # import fails
-    assert main(["evaluate", str(store), str(store), "--plot", str(tmp_path / "r.png")]) == 2
+    assert main(["evaluate", "--true", str(store),
+                 "--pred", str(store), "--plot", str(tmp_path / "r.png")]) == 2
     assert capsys.readouterr().err == (
         "fastseg: error: --plot needs matplotlib; install the plot extra: "
         "pip install 'fastseg[plot]'\n"
@@ -308,7 +392,8 @@ def test_output_to_a_named_pipe_writes_into_it(store, tmp_path, capsys):
     received = []
     reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
     reader.start()
-    assert main(["evaluate", str(store), str(store), "--format", "json", "--no-progress",
+    assert main(["evaluate", "--true", str(store),
+                 "--pred", str(store), "--format", "json", "--no-progress",
                  "--output", str(fifo)]) == 0  # fmt: skip
     reader.join(30)
     assert fifo.is_fifo()  # written into, not replaced by a regular file
@@ -319,7 +404,8 @@ def test_output_to_a_named_pipe_writes_into_it(store, tmp_path, capsys):
 
 
 def test_exclude_class_takes_names_background_last_and_negative_indices(store, capsys):
-    args = ["evaluate", str(store), str(store), "--format", "json", "--no-progress",
+    args = ["evaluate", "--true", str(store),
+            "--pred", str(store), "--format", "json", "--no-progress",
             "--exclude-class"]  # fmt: skip
     assert main([*args, "class2", "background", "last"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -340,7 +426,7 @@ def test_progress_off_a_terminal_is_plain_lines(store, monkeypatch, capsys):
 
     monkeypatch.setattr(fastseg.progress, "DELAY", 0.0)
     monkeypatch.setattr(fastseg.progress, "INTERVAL", 0.0)
-    assert main(["evaluate", str(store), str(store), "--format", "json"]) == 0
+    assert main(["evaluate", "--true", str(store), "--pred", str(store), "--format", "json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["complete"] is True
     assert "\r" not in captured.err
@@ -362,7 +448,7 @@ def test_synth_progress_off_a_terminal_is_plain_lines(tmp_path, monkeypatch, cap
 def test_verbose_says_how_many_blocks_were_resumed(store, tmp_path, capsys, caplog):
     import logging
 
-    args = ["evaluate", str(store), str(store), "--no-progress", "-v",
+    args = ["evaluate", "--true", str(store), "--pred", str(store), "--no-progress", "-v",
             "--checkpoint", str(tmp_path / "ck")]  # fmt: skip
     with caplog.at_level(logging.INFO, logger="fastseg"):
         assert main(args) == 0

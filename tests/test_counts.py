@@ -525,7 +525,7 @@ def test_plus_the_accumulator_and_the_dask_plan_all_merge_through_counts_merge(m
     assert calls == [2] * 6
     # The Dask plan: blocks that split images, merged by the plan's tree
     calls.clear()
-    p = plan(da.from_array(scores, chunks=(4, 3, 6, 4)), truth, num_classes=4, ignore_index=None)
+    p = plan(truth, da.from_array(scores, chunks=(4, 3, 6, 4)), num_classes=4, ignore_index=None)
     merged = p.root.compute(scheduler="sync")
     assert merged == whole
     assert sum(calls) == len(p.parts) == 6

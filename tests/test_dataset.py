@@ -50,7 +50,7 @@ def _store(path, truth, scores, *, pred_chunks, true_chunks, zarr_format=3):
 def _counts(pred, true, **kwargs):
     """The merged counts of an evaluation plan, computed on the synchronous scheduler."""
     kwargs.setdefault("ignore_index", 255)
-    p = plan(pred, true, **kwargs)
+    p = plan(true, pred, **kwargs)
     merged = p.root.compute(scheduler="sync")
     return fastseg.Counts(merged.tp, merged.pred, merged.true, merged.confusion, merged.ignored)
 
@@ -158,7 +158,7 @@ def test_nothing_is_computed_while_the_plan_is_built(tmp_path):
     meta = np.empty((0,) * 4, scores.dtype)
     lazy = da.from_array(scores, chunks=(2, 12, 10, N)).map_blocks(load, meta=meta)
     with dask.callbacks.Callback(start=lambda dsk, state: calls.append("compute")):
-        p = plan(lazy, truth, ignore_index=255)
+        p = plan(truth, lazy, ignore_index=255)
     assert calls == []
     merged = p.root.compute(scheduler="sync")
     assert len(calls) > 0
@@ -176,7 +176,7 @@ def test_nothing_is_computed_while_the_plan_is_built(tmp_path):
 def test_shape_and_kind_errors_come_before_any_compute(pred_shape, true_shape, match):
     pred = da.zeros(pred_shape, dtype=np.float32 if len(pred_shape) == 4 else np.uint8)
     with pytest.raises(ValueError, match=match):
-        plan(pred, da.zeros(true_shape, dtype=np.uint8))
+        plan(da.zeros(true_shape, dtype=np.uint8), pred)
 
 
 def _chunk_file(path, array, key):
@@ -237,7 +237,7 @@ def test_a_chunk_that_fails_to_decode_is_named(tmp_path):
 def test_bad_labels_name_their_block():
     truth, scores = _data(12)
     truth[3, 5, 5] = 77
-    p = plan(da.from_array(scores, chunks=(2, 24, 20, N)), truth, ignore_index=255)
+    p = plan(truth, da.from_array(scores, chunks=(2, 24, 20, N)), ignore_index=255)
     with pytest.raises(ValueError, match=r"block \(1, 0, 0, 0\) \(images 2-3\).*e\.g\. 77"):
         p.root.compute(scheduler="sync")
 
@@ -245,11 +245,11 @@ def test_bad_labels_name_their_block():
 def test_string_dtypes_and_pickle_codecs_are_refused_before_decoding(tmp_path):
     text = zarr.create_array(tmp_path / "s.zarr", shape=(2, 2, 2), dtype=str)
     with pytest.raises(TypeError, match="numeric arrays only"):
-        plan(text, np.zeros((2, 2), np.uint8), num_classes=2)
+        plan(np.zeros((2, 2), np.uint8), text, num_classes=2)
     pickled = zarr.create_array(tmp_path / "p.zarr", shape=(2, 2, 2, 2), dtype="f4",
                                 zarr_format=2, filters=[numcodecs.Pickle()])  # fmt: skip
     with pytest.raises(TypeError, match=r"codec\(s\) \['pickle'\]"):
-        plan(pickled, np.zeros((2, 2, 2), np.uint8))
+        plan(np.zeros((2, 2, 2), np.uint8), pickled)
 
 
 def test_a_path_with_no_store_is_a_clear_error(tmp_path):
@@ -262,7 +262,7 @@ def test_a_group_with_several_arrays_needs_an_array_path(tmp_path):
     g.create_array("a", shape=(1, 2, 2, 2), dtype="f4")
     g.create_array("b", shape=(1, 2, 2, 2), dtype="f4")
     with pytest.raises(ValueError, match=r"arrays \['a', 'b'\]: say which holds the pred"):
-        plan(tmp_path / "g.zarr", np.zeros((1, 2, 2), np.uint8))
+        plan(np.zeros((1, 2, 2), np.uint8), tmp_path / "g.zarr")
 
 
 # -------------------------------------------------------------------- checkpoints
@@ -336,7 +336,7 @@ def test_checkpoint_of_other_inputs_or_options_is_refused(tmp_path):
 
 def test_threads_and_sync_schedulers_agree():
     truth, scores = _data(15, b=9)
-    p = plan(da.from_array(scores, chunks=(2, 12, 10, N)), truth, ignore_index=255)
+    p = plan(truth, da.from_array(scores, chunks=(2, 12, 10, N)), ignore_index=255)
     with dask.config.set(num_workers=2):
         threaded = p.root.compute(scheduler="threads")
     sync = p.root.compute(scheduler="sync")
@@ -377,7 +377,7 @@ def test_a_worker_killed_mid_run_is_retried(cluster, tmp_path):
 
     meta = np.empty((0,) * 4, scores.dtype)
     lazy = da.from_array(scores, chunks=(1, 24, 20, N)).map_blocks(slow, meta=meta)
-    p = plan(lazy, truth, ignore_index=255)
+    p = plan(truth, lazy, ignore_index=255)
     future = cluster.compute(p.root)
     import time
 
@@ -394,7 +394,7 @@ def test_a_worker_killed_mid_run_is_retried(cluster, tmp_path):
 
 def test_unknown_missing_policy():
     with pytest.raises(ValueError, match="missing must be one of"):
-        plan(np.zeros((1, 2, 2, 2), np.float32), np.zeros((1, 2, 2), np.uint8), missing="maybe")
+        plan(np.zeros((1, 2, 2), np.uint8), np.zeros((1, 2, 2, 2), np.float32), missing="maybe")
 
 
 def test_accumulator_and_plan_agree_for_hard_counts():
@@ -541,12 +541,12 @@ def test_an_unreachable_scheduler_fails_within_seconds(tmp_path, no_compute):
     started = time.monotonic()
     with pytest.raises(SchedulerConnectionError,
                        match=f"scheduler='tcp://127.0.0.1:{port}': no Dask scheduler answered"):
-        fastseg.evaluate(scores, truth, ignore_index=255, scheduler=f"tcp://127.0.0.1:{port}",
+        fastseg.evaluate(truth, scores, ignore_index=255, scheduler=f"tcp://127.0.0.1:{port}",
                          checkpoint=tmp_path / "ck")  # fmt: skip
     assert time.monotonic() - started < 10
     assert not (tmp_path / "ck").exists()
     with pytest.raises(ValueError, match="is not a scheduler address"):
-        fastseg.evaluate(scores, truth, ignore_index=255, scheduler="tcp://nowhere")
+        fastseg.evaluate(truth, scores, ignore_index=255, scheduler="tcp://nowhere")
 
 
 # ------------------------------------------------------------------------ progress
@@ -561,7 +561,7 @@ def test_progress_off_a_terminal_is_a_few_plain_lines(monkeypatch, capsys):
     monkeypatch.setattr(fastseg.progress, "INTERVAL", 0.0)  # a line every 5 % of the blocks
     truth, scores = _data(34, b=20, h=16, w=16)
     lazy = da.from_array(scores, chunks=(1, 4, 8, N))  # 160 blocks
-    report = fastseg.evaluate(lazy, truth, ignore_index=255, workers=2)
+    report = fastseg.evaluate(truth, lazy, ignore_index=255, workers=2)
     err = capsys.readouterr().err
     lines = err.splitlines()
     assert "\r" not in err
@@ -578,7 +578,7 @@ def test_progress_false_prints_nothing(monkeypatch, capsys):
     monkeypatch.setattr(fastseg.progress, "DELAY", 0.0)
     monkeypatch.setattr(fastseg.progress, "INTERVAL", 0.0)
     truth, scores = _data(35, b=4)
-    fastseg.evaluate(da.from_array(scores, chunks=(1, 24, 20, N)), truth, ignore_index=255,
+    fastseg.evaluate(truth, da.from_array(scores, chunks=(1, 24, 20, N)), ignore_index=255,
                      progress=False)  # fmt: skip
     assert capsys.readouterr().err == ""
 
@@ -638,13 +638,13 @@ def test_progress_under_a_distributed_scheduler_is_plain_and_exact(cluster, monk
     monkeypatch.setattr(fastseg.progress, "INTERVAL", 0.0)
     truth, scores = _data(36, b=12)
     lazy = da.from_array(scores, chunks=(1, 12, 20, N))  # 24 blocks
-    remote = fastseg.evaluate(lazy, truth, ignore_index=255, scheduler=cluster)
+    remote = fastseg.evaluate(truth, lazy, ignore_index=255, scheduler=cluster)
     err = capsys.readouterr().err
     assert "\r" not in err
     assert "\x1b" not in err
     assert err.splitlines()[-1].startswith("fastseg: 24/24 blocks (100%), ")
     assert all(_LINE.fullmatch(line) for line in err.splitlines())
-    local = fastseg.evaluate(lazy, truth, ignore_index=255, progress=False)
+    local = fastseg.evaluate(truth, lazy, ignore_index=255, progress=False)
     assert remote.to_dict()["summary"] == local.to_dict()["summary"]
     assert remote.to_dict()["confusion_matrix"] == local.to_dict()["confusion_matrix"]
     assert remote.to_dict()["classes"] == local.to_dict()["classes"]
@@ -672,22 +672,22 @@ def test_a_slow_first_compile_is_announced_once(monkeypatch, capsys):
 
     monkeypatch.setattr(fastseg.counting, "count_prepared", first_call_slow)
     truth, scores = _data(37, b=4)
-    fastseg.evaluate(scores, truth, ignore_index=255)
+    fastseg.evaluate(truth, scores, ignore_index=255)
     assert capsys.readouterr().err == (
         "fastseg: compiling kernels for float16 channels-last scores and uint8 label maps "
         "(once, ~10 s; cached afterwards)\n"
     )
-    fastseg.evaluate(scores, truth, ignore_index=255)  # compiled now: nothing to say
+    fastseg.evaluate(truth, scores, ignore_index=255)  # compiled now: nothing to say
     assert capsys.readouterr().err == ""
     calls.clear()
     first = np.ascontiguousarray(np.moveaxis(scores, -1, 1)).astype(np.float32)
-    fastseg.evaluate(first, truth, ignore_index=255, class_axis=1, soft=True)
+    fastseg.evaluate(truth, first, ignore_index=255, class_axis=1, soft=True)
     assert capsys.readouterr().err == (
         "fastseg: compiling soft kernels for float32 channels-first scores and uint8 label "
         "maps (once, ~10 s; cached afterwards)\n"
     )
     calls.clear()
-    fastseg.evaluate(scores, truth, ignore_index=255, progress=False)
+    fastseg.evaluate(truth, scores, ignore_index=255, progress=False)
     assert capsys.readouterr().err == ""
 
 
@@ -707,14 +707,14 @@ def test_a_slow_load_from_the_cache_is_not_announced(monkeypatch, capsys):
 
     monkeypatch.setattr(fastseg.counting, "count_prepared", first_call_slow)
     truth, scores = _data(39, b=4)
-    fastseg.evaluate(scores, truth, ignore_index=255)
+    fastseg.evaluate(truth, scores, ignore_index=255)
     assert capsys.readouterr().err == ""
 
 
 def test_the_warm_up_input_is_made_like_the_blocks():
     truth, scores = _data(38, b=4)
     first = np.ascontiguousarray(np.moveaxis(scores, -1, 1))
-    p = plan(first, truth.astype(np.int32), ignore_index=255, class_axis=1)
+    p = plan(truth.astype(np.int32), first, ignore_index=255, class_axis=1)
     pred, true = p.example
     assert (pred.shape, pred.dtype) == ((1, N, 2, 2), np.float16)
     assert (true.shape, true.dtype) == ((1, 2, 2), np.int32)

@@ -102,11 +102,12 @@ def test_zarr_demo_kept_equals_bincount_and_prints_commands_that_run(tmp_path, c
         f", in {keep / 'demo.zarr'}"
     )
     (again,) = _said(err, "to run it again: ")
-    assert again == shlex.join(["fastseg", "evaluate", str(keep / "demo.zarr"),
-                                str(keep / "demo.zarr"), "--ignore-index", "255",
+    assert again == shlex.join(["fastseg", "evaluate", "--true", str(keep / "demo.zarr"),
+                                "--pred", str(keep / "demo.zarr"), "--ignore-index", "255",
                                 "--format", "json", "--no-progress"])  # fmt: skip
     assert _said(err, "on your own data: ") == [
-        "fastseg evaluate preds.zarr labels.zarr --ignore-index 255 --format json --no-progress"
+        "fastseg evaluate --true labels.zarr --pred preds.zarr --ignore-index 255 --format json "
+        "--no-progress"
     ]
     assert "temporary" not in err
     assert (keep / DEMO_MARK).is_file()
@@ -133,7 +134,7 @@ def test_demo_without_keep_prints_no_path_of_its_deleted_folder(monkeypatch, cap
     assert tmp not in out + err
     assert "to run it again" not in err
     assert _said(err, "on your own data: ") == [
-        "fastseg evaluate preds.zarr labels.zarr --ignore-index 255 --no-progress"
+        "fastseg evaluate --true labels.zarr --pred preds.zarr --ignore-index 255 --no-progress"
     ]
     assert _said(err, "the data was in a temporary folder, now deleted; --keep DIR keeps it")
     assert _said(err, "'fastseg demo --folders'")  # the other demo is named
@@ -205,19 +206,19 @@ def test_folders_demo_equals_bincount_on_the_files_it_wrote(tmp_path, capsys):
     # the printed commands: what ran (they give the same report), and the usual layout
     again = _said(err, "to run it again: ")
     assert again == [
-        shlex.join(["fastseg", "evaluate", str(keep / "cityscapes" / "results"),
-                    str(keep / "cityscapes" / "gtFine" / "val"), "--dataset", "cityscapes",
+        shlex.join(["fastseg", "evaluate", "--true", str(keep / "cityscapes" / "gtFine" / "val"),
+                    "--pred", str(keep / "cityscapes" / "results"), "--dataset", "cityscapes",
                     "--per-image", "--format", "json", "--no-progress"]),
-        shlex.join(["fastseg", "evaluate", str(keep / "nnunet" / "pred"),
-                    str(keep / "nnunet" / "labelsTs"), "--dataset",
+        shlex.join(["fastseg", "evaluate", "--true", str(keep / "nnunet" / "labelsTs"),
+                    "--pred", str(keep / "nnunet" / "pred"), "--dataset",
                     str(keep / "nnunet" / "dataset.json"), "--per-image", "--format", "json",
                     "--no-progress"]),
     ]  # fmt: skip
     assert _said(err, "on your own data: ") == [
-        "fastseg evaluate results/ gtFine/val/ --dataset cityscapes --per-image --format json "
-        "--no-progress",
-        "fastseg evaluate nnUNet_predictions/ labelsTs/ --dataset Dataset001/dataset.json "
-        "--per-image --format json --no-progress",
+        "fastseg evaluate --true gtFine/val/ --pred results/ --dataset cityscapes --per-image "
+        "--format json --no-progress",
+        "fastseg evaluate --true labelsTs/ --pred nnUNet_predictions/ --dataset "
+        "Dataset001/dataset.json --per-image --format json --no-progress",
     ]
     for command, report in zip(again, (cityscapes, nnunet), strict=True):
         assert main(shlex.split(command)[1:]) == 0
@@ -338,7 +339,7 @@ def _cityscapes_plan(tmp_path):
     from fastseg.dataset_presets import dataset_preset
 
     preset = dataset_preset("cityscapes")
-    return plan(tmp_path / "results", tmp_path / "gtFine", num_classes=19, ignore_index=255,
+    return plan(tmp_path / "gtFine", tmp_path / "results", num_classes=19, ignore_index=255,
                 label_map=preset.label_map, label_map_pred=True,
                 pred_suffix="_leftImg8bit.png", true_suffix="_gtFine_labelIds.png")  # fmt: skip
 
@@ -393,7 +394,7 @@ def test_a_mapped_example_is_counted(case):
 
 def test_unmapped_examples_stay_zero():
     truth, scores = synth.sample(2, (8, 8), 4)
-    p = plan(scores, truth, ignore_index=255)
+    p = plan(truth, scores, ignore_index=255)
     assert not any(a.any() for a in p.example)
     _counted_example(p)
 
@@ -434,7 +435,8 @@ def test_the_cli_announces_the_compile_with_the_cityscapes_dataset(tmp_path, mon
                                                                    capsys):  # fmt: skip
     synth.write_cityscapes(tmp_path, images=2, size=(16, 32), workers=1)
     _compile_after_counting(monkeypatch, fastseg.dataset.COMPILE_NOTICE_AFTER + 0.2)
-    assert main(["evaluate", str(tmp_path / "results"), str(tmp_path / "gtFine"),
+    assert main(["evaluate", "--true", str(tmp_path / "gtFine"),
+                 "--pred", str(tmp_path / "results"),
                  "--dataset", "cityscapes"]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert "fastseg: compiling kernels for uint8 label maps and uint8 label maps" in err
@@ -442,7 +444,7 @@ def test_the_cli_announces_the_compile_with_the_cityscapes_dataset(tmp_path, mon
 
 def test_a_failed_warm_up_is_returned_not_shown(monkeypatch, capsys):
     truth, scores = synth.sample(2, (8, 8), 4)
-    p = plan(scores, truth, ignore_index=255)
+    p = plan(truth, scores, ignore_index=255)
 
     def broken(*args, **kwargs):
         raise RuntimeError("kernel broke")

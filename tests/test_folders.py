@@ -73,7 +73,7 @@ def _nifti(path, vol, spacing=(1.0, 1.0, 1.0), gz=True):
 
 def _evaluate(pred, true, **kw):
     kw.setdefault("progress", False)
-    return fastseg.evaluate(pred, true, **kw)
+    return fastseg.evaluate(true, pred, **kw)
 
 
 def _same(report, expected):
@@ -196,18 +196,18 @@ def test_lossy_images_are_refused(tmp_path):
     PIL.fromarray(t).save(tmp_path / "a.jpg")
     _png(tmp_path / "gt" / "a.png", t)
     with pytest.raises(ValueError, match=r"lossy image.*a\.jpg.*PNG"):
-        plan([str(tmp_path / "a.jpg")], tmp_path / "gt", num_classes=2)
+        plan(tmp_path / "gt", [str(tmp_path / "a.jpg")], num_classes=2)
     (tmp_path / "preds").mkdir()
     (tmp_path / "a.jpg").rename(tmp_path / "preds" / "a.jpg")
     with pytest.raises(ValueError, match=r"no image, volume or array files.*1 lossy image"):
-        plan(tmp_path / "preds", tmp_path / "gt", num_classes=2)
+        plan(tmp_path / "gt", tmp_path / "preds", num_classes=2)
 
 
 def test_rgb_png_and_object_npy_are_refused_naming_the_file(tmp_path):
     _png(tmp_path / "p" / "a.png", np.zeros((4, 4, 3), np.uint8))
     _png(tmp_path / "t" / "a.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(FileReadError, match=r"p/a\.png.*an RGB image.*single-channel"):
-        plan(tmp_path / "p", tmp_path / "t", num_classes=2)
+        plan(tmp_path / "t", tmp_path / "p", num_classes=2)
     np.save(tmp_path / "o.npy", np.array([{}, 1], dtype=object))
     with pytest.raises(FileReadError, match=r"o\.npy.*Python objects"):
         readers.read_header(str(tmp_path / "o.npy"), "npy")
@@ -278,7 +278,7 @@ def test_unpaired_files_skipped_make_an_incomplete_report(tmp_path):
 def test_nothing_pairs_suggests_suffixes(tmp_path):
     pred, true = _folders(tmp_path, ["a_leftImg8bit"], ["a_gtFine_labelIds"])
     with pytest.raises(UnpairedFilesError, match=r"no prediction file has the id.*pred_suffix="):
-        plan(pred, true, num_classes=2, missing="skip")
+        plan(true, pred, num_classes=2, missing="skip")
 
 
 def test_duplicate_ids_and_bad_suffix_use(tmp_path):
@@ -287,9 +287,9 @@ def test_duplicate_ids_and_bad_suffix_use(tmp_path):
     _png(tmp_path / "p" / "y" / "a.png", t)
     _png(tmp_path / "t" / "a.png", t)
     with pytest.raises(ValueError, match=r"'a': x/a\.png, y/a\.png.*must be unique"):
-        plan(tmp_path / "p", tmp_path / "t", num_classes=2)
+        plan(tmp_path / "t", tmp_path / "p", num_classes=2)
     with pytest.raises(ValueError, match=r"pred_suffix='_x' pairs files by name"):
-        plan(np.zeros((1, 4, 5), np.uint8), t[None], num_classes=2, pred_suffix="_x")
+        plan(t[None], np.zeros((1, 4, 5), np.uint8), num_classes=2, pred_suffix="_x")
     with pytest.raises(ValueError, match=r"does not end with true_suffix='_gt'"):
         plan([str(tmp_path / "t" / "a.png")], [str(tmp_path / "t" / "a.png")],
              num_classes=2, true_suffix="_gt")  # fmt: skip
@@ -335,10 +335,10 @@ def test_files_mixed_with_zarr_pair_by_position(tmp_path):
     flipped = _evaluate(str(tmp_path / "gt"), scores.argmax(-1).astype(np.uint8), num_classes=N)
     assert flipped.ids == tuple(order)
     with pytest.raises(ValueError, match=r"true has 4 files.*pred has 5 images.*by position"):
-        plan(tmp_path / "p.zarr", [str(tmp_path / "gt" / f"{n}.png") for n in order[:4]])
+        plan([str(tmp_path / "gt" / f"{n}.png") for n in order[:4]], tmp_path / "p.zarr")
     (tmp_path / "p.zarr" / "pred" / "c" / "1" / "0" / "0" / "0").unlink()
     with pytest.raises(MissingChunksError, match=r"lacks 1 chunk"):
-        plan(tmp_path / "p.zarr", tmp_path / "gt")
+        plan(tmp_path / "gt", tmp_path / "p.zarr")
     skipped = _evaluate(tmp_path / "p.zarr", tmp_path / "gt", missing="skip")
     assert skipped.meta["skipped"] == order[2:4]
     assert not skipped.complete
@@ -351,19 +351,19 @@ def test_geometry_mismatch_names_the_case(tmp_path):
     _png(tmp_path / "p" / "case1.png", np.zeros((10, 12), np.uint8))
     _png(tmp_path / "t" / "case1.png", np.zeros((12, 10), np.uint8))
     with pytest.raises(ValueError, match=r"image 'case1'.*\(10, 12\).*\(12, 10\)"):
-        plan(tmp_path / "p", tmp_path / "t", num_classes=2)
+        plan(tmp_path / "t", tmp_path / "p", num_classes=2)
     vol = np.zeros((4, 6, 5), np.uint8)
     _nifti(tmp_path / "np" / "v.nii.gz", vol, (2.0, 1.0, 1.0))
     _nifti(tmp_path / "nt" / "v.nii.gz", vol, (2.5, 1.0, 1.0))
     with pytest.raises(ValueError, match=r"image 'v'.*voxel spacing"):
-        plan(tmp_path / "np", tmp_path / "nt", num_classes=2)
+        plan(tmp_path / "nt", tmp_path / "np", num_classes=2)
     _nifti(tmp_path / "nt" / "v.nii.gz", vol, (2.0 * (1 + 1e-6), 1.0, 1.0))
-    plan(tmp_path / "np", tmp_path / "nt", num_classes=2)  # within the tolerance
+    plan(tmp_path / "nt", tmp_path / "np", num_classes=2)  # within the tolerance
     moved = nibabel.Nifti1Image(vol.T, np.diag([1.0, 1.0, 2.0, 1.0]))
     moved.affine[:3, 3] = (5.0, 0.0, 0.0)
     nibabel.save(nibabel.Nifti1Image(vol.T, moved.affine), tmp_path / "nt" / "v.nii.gz")
     with pytest.raises(ValueError, match=r"image 'v'.*different NIfTI affines"):
-        plan(tmp_path / "np", tmp_path / "nt", num_classes=2)
+        plan(tmp_path / "nt", tmp_path / "np", num_classes=2)
 
 
 def test_kinds_are_checked_per_case_before_compute(tmp_path):
@@ -373,16 +373,16 @@ def test_kinds_are_checked_per_case_before_compute(tmp_path):
     np.save(tmp_path / "p" / "a.npy", np.zeros((6, 6, 3), np.float32))
     np.save(tmp_path / "p" / "b.npy", np.zeros((6, 6, 4), np.float32))
     with pytest.raises(ValueError, match=r"image 'b' reads as scores against labels, 4 classes"):
-        plan(tmp_path / "p", tmp_path / "t")
+        plan(tmp_path / "t", tmp_path / "p")
     with pytest.raises(ValueError, match=r"image 'a' \(prediction a\.npy .*num_classes=4"):
-        plan(tmp_path / "p", tmp_path / "t", num_classes=4)
+        plan(tmp_path / "t", tmp_path / "p", num_classes=4)
 
 
 def test_corrupt_files_are_named(tmp_path):
     pred, true = _folders(tmp_path, ["a", "b"], ["a", "b"])
     (tmp_path / "pred" / "a.png").write_bytes(b"not a png at all")
     with pytest.raises(FileReadError, match=r"header of .*pred/a\.png"):
-        plan(pred, true, num_classes=2)
+        plan(true, pred, num_classes=2)
     noise = np.random.default_rng(0).integers(0, 2, (40, 50)).astype(np.uint8)
     _png(tmp_path / "pred" / "a.png", noise)
     _png(tmp_path / "true" / "a.png", np.zeros((40, 50), np.uint8))
@@ -390,7 +390,8 @@ def test_corrupt_files_are_named(tmp_path):
     (tmp_path / "pred" / "a.png").write_bytes(data[: len(data) // 2])  # header intact
     with pytest.raises(FileReadError, match=r"could not decode .*pred/a\.png"):
         _evaluate(pred, true, num_classes=2)
-    code = main(["evaluate", str(pred), str(true), "--num-classes", "2", "--no-progress"])
+    code = main(["evaluate", "--true", str(true),
+                 "--pred", str(pred), "--num-classes", "2", "--no-progress"])
     assert code == 1
 
 
@@ -417,7 +418,8 @@ def test_a_missing_reader_names_its_extra(tmp_path, monkeypatch, capsys, module,
         readers.require(fmt)
     ext = {"png": ".png", "tiff": ".tif", "nifti": ".nii.gz"}[fmt]
     (tmp_path / f"a{ext}").write_bytes(b"")
-    code = main(["evaluate", str(tmp_path / f"a{ext}"), str(tmp_path / f"a{ext}"),
+    code = main(["evaluate", "--true", str(tmp_path / f"a{ext}"),
+                 "--pred", str(tmp_path / f"a{ext}"),
                  "--num-classes", "2"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2
@@ -464,7 +466,7 @@ def test_checkpoint_resumes_over_files(tmp_path):
 def test_plan_reads_headers_only_and_makes_one_task_per_file(tmp_path, monkeypatch):
     pred, true = _folders(tmp_path, ["a", "b", "c"], ["a", "b", "c"])
     monkeypatch.setattr(readers, "_ARRAYS", {})
-    p = plan(pred, true, num_classes=2)
+    p = plan(true, pred, num_classes=2)
     assert len(p.parts) == 3
     assert p.ids == ["a", "b", "c"]
     assert p.unit == "image"
@@ -492,7 +494,7 @@ def test_progress_counts_images(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(progress, "DELAY", 0.0)
     monkeypatch.setattr(progress, "INTERVAL", 0.0)
     pred, true = _folders(tmp_path, ["a", "b"], ["a", "b"])
-    fastseg.evaluate(pred, true, num_classes=2, progress=True)
+    fastseg.evaluate(true, pred, num_classes=2, progress=True)
     assert "2/2 images" in capsys.readouterr().err
 
 
@@ -501,7 +503,7 @@ def test_progress_counts_images(tmp_path, capsys, monkeypatch):
 
 def test_cli_folders_suffixes_and_lists(tmp_path, capsys):
     names = _script().write_cityscapes(tmp_path, images=3, size=(16, 32), workers=1)
-    args = ["evaluate", str(tmp_path / "results"), str(tmp_path / "gtFine"),
+    args = ["evaluate", "--true", str(tmp_path / "gtFine"), "--pred", str(tmp_path / "results"),
             "--pred-suffix", "_leftImg8bit.png", "--true-suffix", "_gtFine_labelIds.png",
             "--num-classes", "34", "--format", "json", "--per-image", "--no-progress"]  # fmt: skip
     assert main(args) == 0
@@ -511,10 +513,11 @@ def test_cli_folders_suffixes_and_lists(tmp_path, capsys):
     listing.write_text(
         "# predictions\n" + "".join(f"results/{n}_leftImg8bit.png\n" for n in names)
     )
-    args[1] = f"@{listing}"
+    args[4] = f"@{listing}"
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["images"]["ids"] == sorted(names)
-    code = main(["evaluate", str(tmp_path / "results"), str(tmp_path / "gtFine"),
+    code = main(["evaluate", "--true", str(tmp_path / "gtFine"),
+                 "--pred", str(tmp_path / "results"),
                  "--num-classes", "34", "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2
@@ -524,9 +527,10 @@ def test_cli_folders_suffixes_and_lists(tmp_path, capsys):
 
 def test_cli_unpaired_and_skip(tmp_path, capsys):
     pred, true = _folders(tmp_path, ["a", "b"], ["a"])
-    assert main(["evaluate", str(pred), str(true), "--num-classes", "2"]) == 2
+    assert main(["evaluate", "--true", str(true), "--pred", str(pred), "--num-classes", "2"]) == 2
     assert "b.png" in capsys.readouterr().err
-    assert main(["evaluate", str(pred), str(true), "--num-classes", "2", "--missing", "skip",
+    assert main(["evaluate", "--true", str(true),
+                 "--pred", str(pred), "--num-classes", "2", "--missing", "skip",
                  "--no-progress"]) == 0  # fmt: skip
     assert "INCOMPLETE" in capsys.readouterr().out
 
@@ -588,3 +592,29 @@ def test_multi_member_and_truncated_gzip_volumes(tmp_path):
     header = readers.read_header(str(tmp_path / "t.nii.gz"), "nifti")
     with pytest.raises(FileReadError, match=r"could not decode .*t\.nii\.gz"):
         readers.read_array(str(tmp_path / "t.nii.gz"), "nifti", header)
+
+
+def test_swapped_folders_are_named_as_swapped(tmp_path):
+    """Cityscapes folders given the other way round: the truth's files (by their suffix)
+    are where the predictions were looked for, and the error says the inputs look
+    swapped; the right order evaluates."""
+    _script().write_cityscapes(tmp_path, images=2, size=(16, 32), workers=1)
+    truth, pred = tmp_path / "gtFine", tmp_path / "results"
+    with pytest.raises(ValueError, match="look swapped") as info:
+        fastseg.evaluate(pred, truth, dataset="cityscapes", progress=False)
+    assert "evaluate(y_true, y_pred)" in str(info.value)
+    report = fastseg.evaluate(truth, pred, dataset="cityscapes", progress=False)
+    assert report.n_images == 2
+
+
+def test_evaluate_takes_the_truth_first(tmp_path):
+    """evaluate(y_true, y_pred): support is the truth's pixel count per class, predicted
+    the prediction's (label maps, where a swap would go unnoticed by the kinds)."""
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 3, (3, 10, 8)).astype(np.uint8)
+    pred = np.where(rng.random(truth.shape) < 0.4, 2, truth).astype(np.uint8)
+    report = fastseg.evaluate(truth, pred, num_classes=3, progress=False)
+    np.testing.assert_array_equal(report.support, np.bincount(truth.ravel(), minlength=3))
+    np.testing.assert_array_equal(report.predicted, np.bincount(pred.ravel(), minlength=3))
+    by_name = fastseg.evaluate(y_pred=pred, y_true=truth, num_classes=3, progress=False)
+    np.testing.assert_array_equal(by_name.support, report.support)

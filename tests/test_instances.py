@@ -135,20 +135,22 @@ def test_iiou_equals_the_official_evaluator_on_synthetic_folders(tmp_path, monke
     preds, gts = _make_folders(tmp_path, "--instances", "--images", "4", "--size", "128", "256")
     official = _official(preds, gts, monkeypatch)
     assert any(v > 0 for v in official["classInstScores"].values() if not math.isnan(v))
-    r = fastseg.evaluate(str(tmp_path / "results"), str(tmp_path / "gtFine" / "val"),
+    r = fastseg.evaluate(str(tmp_path / "gtFine" / "val"), str(tmp_path / "results"),
                          dataset="cityscapes", instances=True, progress=False)  # fmt: skip
     _assert_official(r.cityscapes(), official)
     assert r.miiou == pytest.approx(official["averageScoreInstClasses"], rel=1e-12)
     assert r.instances.summary["group_miiou"] == pytest.approx(
         official["averageScoreInstCategories"], rel=1e-12)  # fmt: skip
     # the command, writing the official layout
-    assert main(["evaluate", str(tmp_path / "results"), str(tmp_path / "gtFine" / "val"),
+    assert main(["evaluate", "--true", str(tmp_path / "gtFine" / "val"),
+                 "--pred", str(tmp_path / "results"),
                  "--dataset", "cityscapes", "--format", "cityscapes", "--no-progress",
                  "--instances"]) == 0  # fmt: skip
     _assert_official(json.loads(capsys.readouterr().out), official)
     # instance files named as a folder, fastseg's JSON report
     gt_dir = str(tmp_path / "gtFine" / "val")
-    assert main(["evaluate", str(tmp_path / "results"), gt_dir, "--dataset", "cityscapes",
+    assert main(["evaluate", "--true", gt_dir,
+                 "--pred", str(tmp_path / "results"), "--dataset", "cityscapes",
                  "--format", "json", "--no-progress", "--instances", gt_dir,
                  "--instance-suffix", "_gtFine_instanceIds.png"]) == 0  # fmt: skip
     report = json.loads(capsys.readouterr().out)
@@ -166,7 +168,7 @@ def test_iiou_equals_the_official_evaluator_with_many_instances(tmp_path, monkey
     assert sum(not math.isnan(v) for v in inst.values()) == 8  # every evaluated class
     assert len({round(v, 6) for v in inst.values() if not math.isnan(v)}) > 4
     pred_dir, gt_dir = str(tmp_path / "results"), str(tmp_path / "gtFine" / "val")
-    r = fastseg.evaluate(pred_dir, gt_dir, dataset="cityscapes", instances=True, progress=False)
+    r = fastseg.evaluate(gt_dir, pred_dir, dataset="cityscapes", instances=True, progress=False)
     _assert_official(r.cityscapes(), official)
     # the official tallies, class by class
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev  # noqa: N813
@@ -188,7 +190,7 @@ def test_iiou_equals_the_official_evaluator_with_many_instances(tmp_path, monkey
             assert r.instances.group_tp_weighted[g] == pytest.approx(s["tpWeighted"], rel=1e-12)
             assert r.instances.group_fn_weighted[g] == pytest.approx(s["fnWeighted"], rel=1e-12)
     # the instance files given as a folder (paired by id), and trainId predictions
-    folder = fastseg.evaluate(pred_dir, gt_dir, dataset="cityscapes", instances=gt_dir,
+    folder = fastseg.evaluate(gt_dir, pred_dir, dataset="cityscapes", instances=gt_dir,
                               progress=False)  # fmt: skip
     assert folder.counts == r.counts
     train_dir = tmp_path / "train"
@@ -197,7 +199,7 @@ def test_iiou_equals_the_official_evaluator_with_many_instances(tmp_path, monkey
     lut[EVALUATED_IDS] = [lab.trainId for lab in EVALUATED]
     for p in preds:
         PIL.fromarray(lut[np.asarray(PIL.open(p))]).save(train_dir / Path(p).name)
-    train = fastseg.evaluate(str(train_dir), gt_dir, dataset="cityscapes", instances=True,
+    train = fastseg.evaluate(gt_dir, str(train_dir), dataset="cityscapes", instances=True,
                              label_map_pred=False, progress=False)  # fmt: skip
     assert train.counts == r.counts
     # scores (.npy, channels last) are read through their argmax
@@ -206,7 +208,7 @@ def test_iiou_equals_the_official_evaluator_with_many_instances(tmp_path, monkey
     for p in preds:
         onehot = np.eye(19, dtype=np.float32)[lut[np.asarray(PIL.open(p))]]
         np.save(scores_dir / Path(p).name.replace("_leftImg8bit.png", ".npy"), onehot)
-    scores = fastseg.evaluate(str(scores_dir), gt_dir, dataset="cityscapes", instances=True,
+    scores = fastseg.evaluate(gt_dir, str(scores_dir), dataset="cityscapes", instances=True,
                               pred_suffix=".npy", progress=False)  # fmt: skip
     assert scores.counts == r.counts
 
@@ -333,8 +335,8 @@ def test_halves_merge_into_the_whole(tmp_path):
     preds, gts = _crowded_folders(tmp_path, n=4)
     gt_dir = str(tmp_path / "gtFine" / "val")
     kw = {"dataset": "cityscapes", "instances": gt_dir, "progress": False}
-    whole = fastseg.evaluate(preds, gts, **kw)
-    halves = [fastseg.evaluate(preds[s], gts[s], **kw) for s in (slice(0, 2), slice(2, 4))]
+    whole = fastseg.evaluate(gts, preds, **kw)
+    halves = [fastseg.evaluate(gts[s], preds[s], **kw) for s in (slice(0, 2), slice(2, 4))]
     merged = halves[0].counts + halves[1].counts
     a, b = merged.instances, whole.counts.instances
     assert np.array_equal(a.instances, b.instances)
@@ -345,10 +347,10 @@ def test_halves_merge_into_the_whole(tmp_path):
     np.testing.assert_allclose(r.iiou, whole.iiou, rtol=1e-12)
     np.testing.assert_allclose(r.instances.group_iiou, whole.instances.group_iiou, rtol=1e-12)
     # data-set totals (per_image=False) keep them too
-    totals = fastseg.evaluate(preds, gts, per_image=False, **kw)
+    totals = fastseg.evaluate(gts, preds, per_image=False, **kw)
     np.testing.assert_allclose(totals.iiou, whole.iiou, rtol=1e-12)
     # counts of pixels without instance sums do not merge into counts with them
-    plain = fastseg.evaluate(preds[:1], gts[:1], dataset="cityscapes", progress=False)
+    plain = fastseg.evaluate(gts[:1], preds[:1], dataset="cityscapes", progress=False)
     with pytest.raises(ValueError, match="with instance sums and counts of pixels without"):
         halves[0].counts + plain.counts
     empty = Counts.zeros(1, 19)  # zero rows (skipped images) are fine
@@ -360,19 +362,19 @@ def test_checkpoint_resume_carries_instances(tmp_path):
     pred_dir, gt_dir = str(tmp_path / "results"), str(tmp_path / "gtFine" / "val")
     ckpt = tmp_path / "ckpt"
     kw = {"dataset": "cityscapes", "instances": True, "progress": False, "checkpoint": ckpt}
-    first = fastseg.evaluate(pred_dir, gt_dir, **kw)
+    first = fastseg.evaluate(gt_dir, pred_dir, **kw)
     with np.load(ckpt / "blocks" / "1.npz") as block:
         assert {"instance_fractions", "instance_count"} <= set(block.files)
     manifest = json.loads((ckpt / "manifest.json").read_text())["fingerprint"]
     assert len(manifest["instance_files"]) == 3
     (ckpt / "blocks" / "1.npz").unlink()
-    again = fastseg.evaluate(pred_dir, gt_dir, **kw)
+    again = fastseg.evaluate(gt_dir, pred_dir, **kw)
     assert again.meta["blocks_resumed"] == 2
     assert again.counts == first.counts  # bit-identical: the same tree of merges
     assert np.array_equal(again.iiou, first.iiou, equal_nan=True)
     # without instances it is another evaluation: refused, not mixed in
     with pytest.raises(ValueError, match="instance_files"):
-        fastseg.evaluate(pred_dir, gt_dir, dataset="cityscapes", progress=False,
+        fastseg.evaluate(gt_dir, pred_dir, dataset="cityscapes", progress=False,
                          checkpoint=ckpt)  # fmt: skip
 
 
@@ -447,18 +449,19 @@ def test_errors_before_any_compute(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match=r"1 truth file without an instance-id file: "
                        r"city/city_000001_000019_gtFine_labelIds.png \(expected "
                        r"city/city_000001_000019_gtFine_instanceIds.png\)"):  # fmt: skip
-        fastseg.evaluate(pred_dir, gt_dir, dataset="cityscapes", instances=True, progress=False)
+        fastseg.evaluate(gt_dir, pred_dir, dataset="cityscapes", instances=True, progress=False)
     with pytest.raises(ValueError, match=r"without an instance-id file: .*expected id "
                        r"'city_000001_000019' in"):  # fmt: skip
-        fastseg.evaluate(pred_dir, gt_dir, dataset="cityscapes", instances=gt_dir,
+        fastseg.evaluate(gt_dir, pred_dir, dataset="cityscapes", instances=gt_dir,
                          progress=False)  # fmt: skip
-    code = main(["evaluate", pred_dir, gt_dir, "--dataset", "cityscapes", "--instances",
+    code = main(["evaluate", "--true", gt_dir,
+                 "--pred", pred_dir, "--dataset", "cityscapes", "--instances",
                  "--no-progress"])  # fmt: skip
     assert code == 2
     assert "city_000001_000019_gtFine_instanceIds.png" in capsys.readouterr().err
     PIL.fromarray(np.zeros((4, 4), np.uint16)).save(missing)
     with pytest.raises(ValueError, match=r"instance-id file .* has shape \(4, 4\) but truth"):
-        fastseg.evaluate(pred_dir, gt_dir, dataset="cityscapes", instances=True, progress=False)
+        fastseg.evaluate(gt_dir, pred_dir, dataset="cityscapes", instances=True, progress=False)
     PIL.fromarray(np.zeros((48, 64), np.uint16)).save(missing)
     truth = np.zeros((1, 4, 4), np.uint8)
     suffixes = {"pred_suffix": "_leftImg8bit.png", "true_suffix": "_gtFine_labelIds.png"}
@@ -472,12 +475,12 @@ def test_errors_before_any_compute(tmp_path, monkeypatch, capsys):
     }  # fmt: skip
     for message, kw in cases.items():
         with pytest.raises(ValueError, match=message):
-            fastseg.evaluate(pred_dir, gt_dir, progress=False, **kw)
+            fastseg.evaluate(gt_dir, pred_dir, progress=False, **kw)
     with pytest.raises(ValueError, match="truth is not a folder, glob or list of files"):
         fastseg.evaluate(truth, truth, num_classes=3, instances=gt_dir,
                          instance_sizes={1: 5.0}, progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="must be an average size"):
-        fastseg.evaluate(pred_dir, gt_dir, dataset="cityscapes", instances=True,
+        fastseg.evaluate(gt_dir, pred_dir, dataset="cityscapes", instances=True,
                          instance_sizes={"car": -1}, progress=False)  # fmt: skip
 
 
@@ -492,7 +495,7 @@ def test_dataset_file_with_instances(tmp_path):
             tmp_path / f"{name}_inst.png")  # fmt: skip
         PIL.fromarray(np.array([[0, 1, 0, 0], [1, 1, 0, 1]], np.uint8)).save(
             tmp_path / f"{name}_p.png")  # fmt: skip
-    r = fastseg.evaluate(str(tmp_path / "*_p.png"), str(tmp_path / "*_gt.png"),
+    r = fastseg.evaluate(str(tmp_path / "*_gt.png"), str(tmp_path / "*_p.png"),
                          dataset=tmp_path / "d.json", instances=True, progress=False)  # fmt: skip
     # per image one car of 4 px, 3 right: weight 1, tp_w 3, fn_w 1; fp 1 (a road pixel)
     assert r.instances.tp_weighted.tolist()[1] == 6.0
@@ -501,3 +504,24 @@ def test_dataset_file_with_instances(tmp_path):
     with pytest.raises(ValueError, match="instance_sizes: unknown class 'bus'"):
         dataset_preset(tmp_path / "bad.json")
     assert instances_.FIRST_INSTANCE == 1000
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32])
+def test_the_dense_tally_reads_every_run_holding_instance_pixels(dtype):
+    """Instance pixels at the edges of the runs the tally skips by their maximum, in the
+    short last run, and nowhere else: the pixels per instance and predicted class equal a
+    direct count."""
+    run = instances_.RUN
+    n = 3 * run + 37
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 34, n).astype(dtype)  # stuff ids only: not instances
+    spots = [0, run - 1, run, 2 * run - 1, 3 * run, n - 1]
+    ids[spots] = [26001, 26001, 24002, 26003, 24002, 33000]
+    pred = rng.integers(0, 5, n).astype(np.uint8)
+    values, table, bad = instances_._instance_pixels(
+        ids, pred, np.zeros(0, np.int32), 0, 5, instances_.FIRST_INSTANCE, int(ids.max()))
+    assert bad == 0
+    np.testing.assert_array_equal(values, [24002, 26001, 26003, 33000])
+    for v, row in zip(values, table, strict=True):
+        at = ids == v
+        np.testing.assert_array_equal(row, np.bincount(pred[at], minlength=5))

@@ -924,7 +924,7 @@ def entry_points(monkeypatch):
         return fastseg.Accumulator(n, **kw).update(t, p).counts
 
     def evaluate(t, p, kw):
-        return fastseg.evaluate(p, t, progress=False, workers=1, **kw).counts
+        return fastseg.evaluate(t, p, progress=False, workers=1, **kw).counts
 
     def post(t, p, kw):
         kw = {k: v for k, v in kw.items() if k != "num_classes"}
@@ -1159,3 +1159,30 @@ def test_run_shares_runs_every_share_once_and_raises_their_error():
     assert seen == [("one", 0, 1)]
     with pytest.raises(ValueError, match="share failed"):
         kernels.run_shares(work, 2, "fail")
+
+
+def test_the_first_kernel_call_leaves_scipy_unimported():
+    """Numba's BLAS probe asks whether SciPy is installed instead of importing
+    scipy.linalg (0.5 s); Numba's answer and its linear algebra are unchanged."""
+    code = """
+import importlib.util, sys
+import numpy as np
+import fastseg
+fastseg.confusion_matrix(np.zeros((1, 4, 4), np.uint8), np.zeros((1, 4, 4), np.uint8),
+                         num_classes=2)
+import numba
+import numba.np.arraymath as arraymath
+print("scipy.linalg" in sys.modules, arraymath._HAVE_BLAS,
+      importlib.util.find_spec("scipy") is not None)
+@numba.njit
+def dot(a, b):
+    return np.dot(a, b)
+print(dot(np.ones(3), np.arange(3.0)))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    first, second = done.stdout.splitlines()
+    imported, have_blas, installed = first.split()
+    assert imported == "False"
+    assert have_blas == installed
+    assert float(second) == 3.0

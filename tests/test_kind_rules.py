@@ -62,14 +62,15 @@ class Entry:
             acc = fastseg.Accumulator(n if n is not None else _n(kw), **kw)
             return acc.update(truth, pred).counts.confusion
         if self.name == "evaluate":
-            report = fastseg.evaluate(pred, truth, progress=False, ignore_index=None, **kw)
+            report = fastseg.evaluate(truth, pred, progress=False, ignore_index=None, **kw)
             return report.confusion_matrix
         root = self.tmp_path / f"s{RNG.integers(1 << 30)}.zarr"
         g = zarr.open_group(root, mode="w")
         g.create_array("pred", data=np.asarray(pred))
         g.create_array("true", data=np.asarray(truth))
         out = self.tmp_path / "r.json"
-        code = main(["evaluate", str(root), str(root), "--format", "json", "--output", str(out),
+        code = main(["evaluate", "--true", str(root),
+                     "--pred", str(root), "--format", "json", "--output", str(out),
                      "--no-progress", *_cli_options(kw)])  # fmt: skip
         if code != 0:
             raise ValueError(self.capsys.readouterr().err)
@@ -293,13 +294,14 @@ class SoftEntry(Entry):
         if self.name == "accumulator":
             return fastseg.Accumulator(N, soft=True, **kw).update(truth, pred).counts.tp
         if self.name == "evaluate":
-            return fastseg.evaluate(pred, truth, soft=True, progress=False, ignore_index=None,
+            return fastseg.evaluate(truth, pred, soft=True, progress=False, ignore_index=None,
                                     **kw).counts.tp  # fmt: skip
         root = self.tmp_path / "soft.zarr"
         g = zarr.open_group(root, mode="w")
         g.create_array("pred", data=np.asarray(pred))
         g.create_array("true", data=np.asarray(truth))
-        code = main(["evaluate", str(root), str(root), "--soft", "--format", "json",
+        code = main(["evaluate", "--true", str(root),
+                     "--pred", str(root), "--soft", "--format", "json",
                      "--no-progress", *_cli_options(kw)])  # fmt: skip
         if code != 0:
             raise ValueError(self.capsys.readouterr().err)

@@ -436,14 +436,14 @@ def test_evaluate_and_checkpoint(cityscapes_like, tmp_path):
     acc = fastseg.Accumulator(19, ignore_index=255, label_map=CITYSCAPES, label_map_pred=True)
     expected = acc.update(truth, pred_ids).compute()
     for path in (None, tmp_path / "ck"):
-        r = fastseg.evaluate(pred_ids, truth, num_classes=19, ignore_index=255,
+        r = fastseg.evaluate(truth, pred_ids, num_classes=19, ignore_index=255,
                              label_map=CITYSCAPES, label_map_pred=True, progress=False,
                              checkpoint=path)  # fmt: skip
         assert r.counts == expected.counts
     manifest = json.loads((tmp_path / "ck" / "manifest.json").read_text())
     assert manifest["fingerprint"]["label_map"]["ids"] == sorted(CITYSCAPES)
     with pytest.raises(ValueError, match="lists id 300"):
-        fastseg.evaluate(pred_ids, truth, num_classes=19, ignore_index=255, label_map={300: 1},
+        fastseg.evaluate(truth, pred_ids, num_classes=19, ignore_index=255, label_map={300: 1},
                          progress=False)  # fmt: skip
 
 
@@ -461,7 +461,8 @@ def test_cli_label_map_and_reduce_zero_label(tmp_path, capsys):
     runs = {}
     for name, extra in (("map", ["--label-map", str(tmp_path / "map.csv")]),
                         ("reduce", ["--reduce-zero-label"])):  # fmt: skip
-        args = ["evaluate", store, store, "--num-classes", "5", "--ignore-index", "255",
+        args = ["evaluate", "--true", store,
+                "--pred", store, "--num-classes", "5", "--ignore-index", "255",
                 "--format", "json", "--no-progress", *extra]  # fmt: skip
         assert main(args) == 0
         runs[name] = json.loads(capsys.readouterr().out)
@@ -472,7 +473,8 @@ def test_cli_label_map_and_reduce_zero_label(tmp_path, capsys):
     assert [r["support"] for r in runs["map"]["classes"]] == tc.sum(0).tolist()
     assert runs["map"]["ignored"] == int((truth == 0).sum())
     # a bad map: exit 2, one line naming the CLI's flag
-    args = ["evaluate", store, store, "--num-classes", "5", "--ignore-index", "255",
+    args = ["evaluate", "--true", store,
+            "--pred", store, "--num-classes", "5", "--ignore-index", "255",
             "--label-map-pred", str(tmp_path / "map.csv"), "--no-progress"]  # fmt: skip
     assert main(args) == 2
     err = capsys.readouterr().err

@@ -128,7 +128,8 @@ def test_class_and_category_iou_equal_the_official_evaluator(tmp_path, monkeypat
     acc = dataset_preset("cityscapes").accumulator()
     ours = acc.update(truth, pred).compute().cityscapes()
     # and from the folders, through the command
-    assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"), "--dataset",
+    assert main(["evaluate", "--true", str(tmp_path / "gt"),
+                 "--pred", str(tmp_path / "pred"), "--dataset",
                  "cityscapes", "--format", "cityscapes", "--no-progress"]) == 0  # fmt: skip
     from_cli = json.loads(capsys.readouterr().out)
     for result in (ours, from_cli):
@@ -161,17 +162,17 @@ def test_a_void_prediction_is_refused(tmp_path):
 def test_evaluate_with_the_preset(tmp_path):
     pred, truth, _, _ = _cityscapes_folders(tmp_path)
     expected = dataset_preset("cityscapes").accumulator().update(truth, pred).compute()
-    r = fastseg.evaluate(pred, truth, dataset="cityscapes", progress=False)
+    r = fastseg.evaluate(truth, pred, dataset="cityscapes", progress=False)
     assert r.counts == expected.counts
     assert r.preset == "cityscapes"
     assert r.class_names == expected.class_names
     assert r.group_classes == expected.group_classes
-    files = fastseg.evaluate(str(tmp_path / "pred"), str(tmp_path / "gt"), dataset="cityscapes",
+    files = fastseg.evaluate(str(tmp_path / "gt"), str(tmp_path / "pred"), dataset="cityscapes",
                              progress=False)  # fmt: skip
     assert files.counts == r.counts
     assert files.ids == tuple(f"city_{i:06d}_000019" for i in range(4))
     # what is given explicitly wins over the preset
-    r = fastseg.evaluate(pred, truth, dataset="cityscapes", preset="mmseg", groups={},
+    r = fastseg.evaluate(truth, pred, dataset="cityscapes", preset="mmseg", groups={},
                          progress=False)  # fmt: skip
     assert r.preset == "mmseg"
     assert r.groups is None
@@ -179,7 +180,7 @@ def test_evaluate_with_the_preset(tmp_path):
     train = np.full(pred.shape, 255, np.uint8)
     for lab in EVALUATED:
         train[pred == lab.id] = lab.trainId
-    r = fastseg.evaluate(train, truth, dataset="cityscapes", label_map_pred=False, progress=False)
+    r = fastseg.evaluate(truth, train, dataset="cityscapes", label_map_pred=False, progress=False)
     assert r.counts == expected.counts
 
 
@@ -322,16 +323,18 @@ def test_cli_dataset_file_and_class_names(tmp_path, capsys):
     spec = {"class_names": ["a", "b", "c"], "groups": {"wet": ["b"], "dry": ["a", "c"]},
             "pred_suffix": "_p.png"}  # fmt: skip
     (tmp_path / "d.json").write_text(json.dumps(spec))
-    assert main(["evaluate", store, store, "--dataset", str(tmp_path / "d.json"), "--format",
+    assert main(["evaluate", "--true", store,
+                 "--pred", store, "--dataset", str(tmp_path / "d.json"), "--format",
                  "json", "--no-progress"]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert out["class_names"] == ["a", "b", "c"]
     assert [g["name"] for g in out["groups"]] == ["wet", "dry"]
-    args = ["evaluate", store, store, "--num-classes", "3", "--class-names",
+    args = ["evaluate", "--true", store, "--pred", store, "--num-classes", "3", "--class-names",
             str(tmp_path / "names.txt"), "--format", "json", "--no-progress"]  # fmt: skip
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["class_names"] == ["sky", "sea", "sand"]
-    assert main(["evaluate", store, store, "--dataset", "nope", "--no-progress"]) == 2
+    assert main(["evaluate", "--true", store,
+                 "--pred", store, "--dataset", "nope", "--no-progress"]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
 
 
@@ -350,7 +353,8 @@ def test_cli_per_case_and_csv(tmp_path, capsys):
     store = str(tmp_path / "d.zarr")
     spec = {"class_names": ["bg", "x", "y"], "groups": {"fg": ["x", "y"]}}
     (tmp_path / "d.json").write_text(json.dumps(spec))
-    common = ["evaluate", store, store, "--dataset", str(tmp_path / "d.json"), "--no-progress"]
+    common = ["evaluate", "--true", store,
+              "--pred", store, "--dataset", str(tmp_path / "d.json"), "--no-progress"]
     expected = fastseg.Accumulator(3, class_names=["bg", "x", "y"], groups={"fg": [1, 2]})
     expected = expected.update(truth, pred).compute()
     assert main([*common, "--format", "per-case", "--output", str(tmp_path / "s.json")]) == 0

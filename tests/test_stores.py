@@ -116,7 +116,7 @@ def test_the_command_exits_2_for_a_zip_that_is_not_a_store(tmp_path, capsys):
 
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"PK\x03\x04 not really a zip")
-    assert main(["evaluate", str(junk), str(junk), "--no-progress"]) == 2
+    assert main(["evaluate", "--true", str(junk), "--pred", str(junk), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "junk.zip" in err
     assert "is not a Zarr store" in err
