@@ -20,6 +20,10 @@ the rounds, the least noisy figure on a shared machine). Columns:
   both on the same first 2 images (reference run once; fastseg ``mean_iou`` on the
   same one-hot inputs, and in brackets ``counts`` on the label map);
 * extra memory: fastseg's peak RSS growth during the call (``benchmarks/memory.py``).
+
+Then, when their entries are present: the Accumulator overhead and out-of-core tables,
+and the label-map table (``benchmarks/test_label_maps.py``: fastseg against a parallel
+read of both maps plus a one-map histogram, and against ``np.bincount``).
 """
 
 from __future__ import annotations
@@ -142,6 +146,27 @@ def stream_and_zarr_tables(times: dict) -> str:
     return "\n".join(lines)
 
 
+def label_map_table(times: dict) -> str:
+    """Table of issue 11's label maps: fastseg against the read + histogram floor."""
+    rows = []
+    for pattern in ("random", "blocky"):
+        f, r, h, b = (times.get(("labels", pattern, m)) for m in ("fastseg", "read", "hist",
+                                                                    "bincount"))  # fmt: skip
+        if f is None:
+            continue
+        floor = None if r is None or h is None else r + h
+        rows.append(f"| {pattern} | {_ms(f)} | {_ms(r)} | {_ms(h)} | {_x(f, floor, '{:.2f}')} "
+                    f"| {_ms(b)} | {_x(b, f)} |")  # fmt: skip
+    if not rows:
+        return ""
+    return "\n".join([
+        "| label maps (16 x 1024 x 2048 uint8, 19 classes) | fastseg ms | read both ms "
+        "| histogram ms | fastseg / (read + histogram) | bincount ms | speed-up vs bincount |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *rows,
+    ])  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the table to stdout."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -157,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     runs = f", best of {len(args.json)} runs" if len(args.json) > 1 else ""
     print(table(times, memory))
     print()
-    extra = stream_and_zarr_tables(times)
-    if extra:
-        print(extra)
-        print()
+    for extra in (stream_and_zarr_tables(times), label_map_table(times)):
+        if extra:
+            print(extra)
+            print()
     print(
         f"Times: {args.stat} over the rounds{runs}, ms; {meta['cpu']}, {meta['cores']} cores, "
         f"last run {meta['datetime']}. Reference speed-up: voc first 2 images, post's mean_iou_np "
