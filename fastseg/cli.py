@@ -367,8 +367,8 @@ def _dataset_arguments(ev: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="instance-id maps of the truth (Cityscapes' *_gtFine_instanceIds.png) for the "
         "instance-weighted iIoU: alone, beside each truth file (named by --instance-suffix); "
-        "or a folder, quoted glob or @LIST paired with the truth by id. Put it after PRED "
-        "TRUE. Needs average instance sizes (--dataset cityscapes has them)",
+        "or a folder, quoted glob or @LIST paired with the truth by id. Needs average "
+        "instance sizes (--dataset cityscapes has them)",
     )
     ev.add_argument(
         "--instance-suffix",

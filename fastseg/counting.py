@@ -10,7 +10,7 @@ import numpy as np
 
 from fastseg import kernels
 from fastseg.counts import Counts
-from fastseg.inputs import Prepared, check_num_classes, prepare
+from fastseg.inputs import Prepared, check_num_classes, prepare, swap_hint
 from fastseg.labelmaps import Lookup
 
 
@@ -65,7 +65,8 @@ def count_prepared(
             hard_counts(p, t, classes, counts, stats, threads)
     check_stats(stats, num_classes, prep.ignore_index, (prep.true_dtype, prep.pred_dtype),
                 soft_range=check_range, lookups=(true_lut, pred_lut),
-                unmapped=lambda side: _unmapped_ids(prep, side))  # fmt: skip
+                unmapped=lambda side: _unmapped_ids(prep, side),
+                swapped=lambda: _looks_swapped(prep, stats))  # fmt: skip
     return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]))
 
 
@@ -92,6 +93,29 @@ def _unmapped_ids(prep: Prepared, side: str) -> np.ndarray:
     return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
 
+def _looks_swapped(prep: Prepared, stats: np.ndarray) -> str:
+    """Why bad predicted labels suggest the inputs were passed in the wrong order, or "".
+
+    Scores as the truth beside a label-map prediction; or predicted labels that are all
+    the ignore index while the truth holds none (a second pass over the predictions,
+    for the message only).
+    """
+    hint = swap_hint(prep.true_kind, prep.pred_kind)
+    ignore = prep.ignore_index
+    if hint or ignore is None or prep.pred_kind != "labels" or stats[kernels.IGNORED]:
+        return hint
+    if int(stats[kernels.PRED_BAD_VALUE]) != ignore:
+        return ""
+    for _, p, _ in prep.slabs():
+        outside = p[(p < 0) | (p >= prep.num_classes)]
+        if np.any(outside != ignore):
+            return ""
+    return (
+        f"; each is the ignore index {ignore}, which y_true never holds: the two look "
+        f"swapped (the truth is the one with the ignore label); pass (y_true, y_pred)"
+    )
+
+
 def _codes(lut: Lookup | None) -> kernels.LabelCodes:
     if lut is None:
         return kernels.NO_CODES
@@ -107,6 +131,7 @@ def check_stats(
     soft_range: bool = False,
     lookups: tuple[Lookup | None, Lookup | None] = (None, None),
     unmapped: Callable[[str], np.ndarray] | None = None,
+    swapped: Callable[[], str] | None = None,
 ) -> None:
     """Raise a ValueError describing bad labels or NaN scores found by a kernel.
 
@@ -114,7 +139,8 @@ def check_stats(
     metrics of logits are meaningless (kept only by the post-compatible API). Labels of
     an input read through a label-id map (`lookups`: truth, prediction) are bad when
     their id maps to no class; the message says so, naming the ids ``unmapped(name)``
-    lists (else the one id the kernel kept).
+    lists (else the one id the kernel kept). Bad predicted labels get the text
+    ``swapped()`` returns: why the inputs look swapped, or "".
     """
     problems = []
     for name, bad, value, nan, dtype, lut in (
@@ -133,6 +159,8 @@ def check_stats(
             hint = "" if ignore_index is not None or name == "y_pred" else (
                 "; if it marks pixels to skip, pass ignore_index")  # fmt: skip
             which = "" if name == "y_pred" else " that are not the ignore index"
+            if name == "y_pred" and swapped is not None:
+                hint = swapped()
             problems.append(
                 f"{name} has {stats[bad]} labels outside [0, {num_classes}){which} "
                 f"(e.g. {example}){hint}"
@@ -175,10 +203,11 @@ def counts(
     ----------
     y_true : array_like
         Truth: an integer label map ``(B, *spatial)`` or one-hot / scores with a class
-        axis (argmax-ed, as the post does).
+        axis (argmax-ed, as the post does). A label map may keep a channel axis of 1
+        (``(B, 1, H, W)`` with ``class_axis=1``): the kind rules of :mod:`fastseg.inputs`.
     y_pred : array_like
         Prediction: scores (logits or probabilities, float16/32/64, channels-last or
-        -first, 2-D or 3-D) or a label map.
+        -first, 2-D or 3-D) or a label map (also with a channel axis of 1).
     num_classes : int, optional
         N; required when both inputs are label maps.
     class_axis : int, optional

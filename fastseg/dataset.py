@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -66,8 +67,11 @@ class SchedulerConnectionError(ConnectionError):
 
 def _kinds(
     pred: Source, true: Source, options: dict[str, Any]
-) -> tuple[str, str, int, int | None, int | None]:
-    """Kinds of both inputs, N, the normalised class axis and its length, without reading."""
+) -> tuple[str, str, int, int | None, int | None, tuple[int | None, int | None]]:
+    """Kinds of both inputs, N, the normalised class axis and its length, without reading.
+
+    Last, the (truth, prediction) channel axis of 1 a label map leaves out, if any.
+    """
     dummy_pred = np.broadcast_to(np.zeros((), pred.array.dtype), pred.array.shape)
     dummy_true = np.broadcast_to(np.zeros((), true.array.dtype), true.array.shape)
     prep = prepare(dummy_true, dummy_pred, **options)
@@ -75,7 +79,16 @@ def _kinds(
     if "scores" in (prep.pred_kind, prep.true_kind):
         ndim = pred.array.ndim if prep.pred_kind == "scores" else true.array.ndim
         axis = (-1 if options["class_axis"] is None else int(options["class_axis"])) % ndim
-    return prep.pred_kind, prep.true_kind, prep.num_classes, axis, prep.channels
+    return (prep.pred_kind, prep.true_kind, prep.num_classes, axis, prep.channels,
+            prep.dropped_axes)  # fmt: skip
+
+
+def _without_axis(source: Source, axis: int | None) -> Source:
+    """`source` without its channel axis of 1 at `axis` (a lazy index: no data is read)."""
+    if axis is None:
+        return source
+    index = (slice(None),) * axis + (0,)
+    return dataclasses.replace(source, array=source.array[index], dropped_axis=axis)
 
 
 def _whole_class_axis(source: Source, axis: int) -> Any:
@@ -147,8 +160,9 @@ def _missing(
             continue
         found[source.name] = coords
         chunks = source.array.chunksize
+        k = source.dropped_axis
         for c in coords:
-            region = chunk_region(c, chunks)
+            region = chunk_region(c if k is None else c[:k] + c[k + 1 :], chunks)
             regions.append(_convert_index(region, kind, pred_kind, axis))
     return found, _blocks_touching(regions, pred_chunks) if regions else set()
 
@@ -283,7 +297,12 @@ def plan(
     t_src = open_source(true, "true", true_array, storage_options)
     from_store = store_defaults(options, p_src, t_src)
     try:
-        pred_kind, true_kind, n, axis, channels = _kinds(p_src, t_src, options)
+        pred_kind, true_kind, n, axis, channels, dropped = _kinds(p_src, t_src, options)
+        if dropped != (None, None):  # blocks are read as the label map without that axis
+            t_src, p_src = _without_axis(t_src, dropped[0]), _without_axis(p_src, dropped[1])
+            if "scores" not in (pred_kind, true_kind):
+                options["class_axis"] = None  # it named the axis now left out
+            pred_kind, true_kind, n, axis, channels, _ = _kinds(p_src, t_src, options)
     except ValueError as exc:
         if not from_store:
             raise

@@ -22,22 +22,34 @@ its batch axis is refused instead of being counted as H one-row images;
 
 Rules, in order:
 
-1. Different ``ndim``: the array with one more axis holds scores, the other a label map.
-2. Same shape, either floating or bool: both have a class axis (the post's reading).
-3. Same shape, both integer: one-hot masks if ``class_axis`` is given; else label maps
+1. A label map with a channel axis of one (``(B, 1, H, W)``, as PyTorch data loaders
+   give it): an integer or bool input whose class axis (``class_axis``, default last)
+   has length 1 is read as the label map without that axis when the other input is
+   unambiguous beside it: scores of the same shape but N > 1 along that axis, or a
+   label map of the shape without it (``(B, H, W)``). A float input of one channel
+   beside scores is refused (it could be a probability: class indices must be cast to
+   integers). With ``threshold``, or when both inputs have one channel, rule 5 decides.
+2. Different ``ndim``: the array with one more axis holds scores, the other a label map.
+3. Same shape, either floating or bool: both have a class axis (the post's reading).
+4. Same shape, both integer: one-hot masks if ``class_axis`` is given; else label maps
    when ``num_classes`` is given and no other reading fits. When both readings fit (an
    axis after the batch has ``num_classes`` entries and the arrays have room for a class
    axis) the call is ambiguous and raises, naming ``class_axis=`` and ``spatial_dims=``.
-4. One channel along the class axis (binary segmentation with a sigmoid): needs
+5. One channel along the class axis (binary segmentation with a sigmoid): needs
    ``threshold=t``; the input then reads as the label map ``score > t`` of two classes,
    0 (background) and 1 (foreground). Only the post-compatible API keeps the post's
    one-class rule (the single class is where the score is ``> 0``).
-5. Label-id maps (:mod:`fastseg.labelmaps`) apply to label maps only: ``label_map`` (or
+6. Label-id maps (:mod:`fastseg.labelmaps`) apply to label maps only: ``label_map`` (or
    ``reduce_zero_label``) to the truth, ``label_map_pred`` to a label-map prediction.
    Stored ids become class indices through a lookup table that the kernels read while
    counting (:attr:`Prepared.kernel_lookups`): the data are never remapped into a copy.
    Only a map of ids spread wider than ``labelmaps.KERNEL_TABLE_ENTRIES`` is applied
    slab by slab by a converter (extra memory that of a slab).
+
+The inputs come as ``(y_true, y_pred)``. Errors name the option that fixes them (the
+``class_axis=`` where the classes seem to lie), and say so when the inputs look swapped:
+scores as the truth beside a label-map prediction, whose error would otherwise blame
+the prediction.
 """
 
 from __future__ import annotations
@@ -92,6 +104,9 @@ class Prepared:
         input's converter is the Lookup itself (stored ids in, class indices out).
     post : bool
         Read by the post-compatible API's rules (soft sums of any values).
+    dropped_axes : tuple of (int or None)
+        The (truth, prediction) channel axis of length 1 that rule 1 dropped from a
+        label map, or None: the views are those of the input without that axis.
     """
 
     pred: np.ndarray
@@ -108,6 +123,7 @@ class Prepared:
     true_lut: Lookup | None = None
     pred_lut: Lookup | None = None
     post: bool = False
+    dropped_axes: tuple[int | None, int | None] = (None, None)
 
     @property
     def kernel_lookups(self) -> tuple[Lookup | None, Lookup | None]:
@@ -554,6 +570,78 @@ def _batch_hint(spatial_dims: int | None) -> str:
     return f"the first axis is the batch, then spatial_dims={spatial_dims} spatial axes"
 
 
+def _class_axis_option(k: int, ndim: int) -> str:
+    """``class_axis=k`` as the option to pass, with the layout it means."""
+    if k == 1:
+        return "class_axis=1 (channels-first)"
+    if k == ndim - 1:
+        return "class_axis=-1 (channels-last)"
+    return f"class_axis={k}"
+
+
+def _axes_text(axes: list[int], conjunction: str) -> str:
+    """``1``, ``1 and 2``, ``1, 2 and 3``."""
+    if len(axes) == 1:
+        return str(axes[0])
+    return ", ".join(map(str, axes[:-1])) + f" {conjunction} {axes[-1]}"
+
+
+def _channel_of_one(
+    true: np.ndarray, pred: np.ndarray, class_axis: int | None, threshold: float | None
+) -> tuple[int | None, int | None]:
+    """Rule 1: the (truth, prediction) channel axis of length 1 to drop, or None.
+
+    Raises
+    ------
+    ValueError
+        A float one-channel input beside multi-channel scores (it could be a
+        probability: only integers are read as class indices).
+    """
+    if threshold is not None:
+        return None, None
+    given = -1 if class_axis is None else class_axis
+    pair = ((true, pred, "y_true", "y_pred"), (pred, true, "y_pred", "y_true"))
+    for side, (arr, other, name, other_name) in enumerate(pair):
+        if not -arr.ndim <= given < arr.ndim or given % arr.ndim == 0:
+            continue  # no class axis there: the other rules say what is wrong
+        k = given % arr.ndim
+        if arr.shape[k] != 1:
+            continue
+        rest = arr.shape[:k] + arr.shape[k + 1 :]
+        beside_scores = (other.ndim == arr.ndim and other.shape[k] > 1
+                         and other.shape[:k] + other.shape[k + 1 :] == rest)  # fmt: skip
+        beside_labels = other.shape == rest and other.dtype.kind in "biu"
+        if not (beside_scores or beside_labels):
+            continue
+        if arr.dtype.kind in "biu":
+            return (k, None) if side == 0 else (None, k)
+        if beside_scores:
+            raise ValueError(
+                f"{name} has one channel along class_axis={given} beside {other_name}'s "
+                f"{other.shape[k]}, but holds {arr.dtype}: a label map with a channel axis "
+                f"of 1 must hold integers (a float channel could be a probability). If it "
+                f"holds class indices, cast it (e.g. {name}.astype(np.int64), tensor.long())"
+            )
+    return None, None
+
+
+def _one_channel_hint(true: np.ndarray, pred: np.ndarray) -> str:
+    """For inputs of one ndim and different shapes: the class axis, when one input has 1."""
+    differ = [k for k in range(1, pred.ndim) if pred.shape[k] != true.shape[k]]
+    if len(differ) != 1 or pred.shape[0] != true.shape[0]:
+        return ""
+    k = differ[0]
+    if 1 not in (pred.shape[k], true.shape[k]):
+        return ""
+    one, other = (("y_true", true), ("y_pred", pred)) if true.shape[k] == 1 else (
+        ("y_pred", pred), ("y_true", true))  # fmt: skip
+    text = (f"; {one[0]} has one channel on axis {k} where {other[0]} has "
+            f"{other[1].shape[k]}: pass {_class_axis_option(k, pred.ndim)}")  # fmt: skip
+    if one[1].dtype.kind in "biu":
+        return f"{text} to read {one[0]} as a label map without that axis"
+    return f"{text}, and cast {one[0]} ({one[1].dtype}) to integers if it holds class indices"
+
+
 def _decide_kinds(
     true: np.ndarray,
     pred: np.ndarray,
@@ -561,8 +649,26 @@ def _decide_kinds(
     class_axis: int | None,
     spatial_dims: int | None,
     threshold: float | None,
+    dropped: tuple[int | None, int | None] = (None, None),
 ) -> tuple[str, str]:
-    """(pred_kind, true_kind), each 'scores', 'labels' or 'map' (a float map, thresholded)."""
+    """(pred_kind, true_kind), each 'scores', 'labels' or 'map' (a float map, thresholded).
+
+    `true` and `pred` are the inputs with the axes `dropped` by rule 1 already dropped.
+    """
+    if dropped != (None, None) and pred.ndim == true.ndim:
+        # Rule 1 made a label map beside a label map: class_axis no longer applies.
+        if not _fits(pred.ndim, 0, spatial_dims):
+            raise ValueError(
+                f"y_true and y_pred are label maps of shape {pred.shape}; "
+                f"{_batch_hint(spatial_dims)}"
+            )
+        if num_classes is None:
+            name = "y_true" if dropped[0] is not None else "y_pred"
+            raise ValueError(
+                f"both inputs are label maps ({name} without its channel axis of 1): pass "
+                f"num_classes=N"
+            )
+        return ("labels", "labels")
     if pred.ndim != true.ndim:
         if abs(pred.ndim - true.ndim) != 1:
             raise ValueError(
@@ -581,6 +687,7 @@ def _decide_kinds(
     if pred.shape != true.shape:
         raise ValueError(
             f"y_true and y_pred have different shapes: {true.shape} and {pred.shape}"
+            f"{_one_channel_hint(true, pred)}"
         )
     ndim = pred.ndim
     as_scores = _fits(ndim, 1, spatial_dims)
@@ -734,10 +841,17 @@ def prepare(
     ignore, threshold = options["ignore_index"], options["threshold"]
     spatial_dims = options["spatial_dims"]
 
+    dropped = _channel_of_one(true, pred, class_axis, threshold)
+    if dropped[0] is not None:
+        true = np.squeeze(true, dropped[0])
+    if dropped[1] is not None:
+        pred = np.squeeze(pred, dropped[1])
     pred_kind, true_kind = _decide_kinds(true, pred, num_classes, class_axis, spatial_dims,
-                                         threshold)  # fmt: skip
+                                         threshold, dropped)  # fmt: skip
     if soft and pred_kind != "scores":
-        raise ValueError("soft metrics need scores for y_pred, not a label map")
+        raise ValueError(
+            f"soft metrics need scores for y_pred, not a label map{swap_hint(true_kind, pred_kind)}"
+        )
 
     axis: int | None = None
     channels: int | None = None
@@ -751,17 +865,11 @@ def prepare(
             spatial = scores.shape[:axis] + scores.shape[axis + 1 :]
             labels = true if true_kind == "labels" else pred
             if labels.shape != spatial:
-                other = [k for k in range(1, scores.ndim)
-                         if scores.shape[:k] + scores.shape[k + 1:] == labels.shape]  # fmt: skip
-                hint = (
-                    f"; its class axis looks like axis {other[0]}: pass class_axis={other[0]}"
-                    if other
-                    else ""
-                )
                 raise ValueError(
                     f"y_true and y_pred shapes do not fit: {true.shape} and {pred.shape} "
                     f"(the label map should have the scores' shape without the class axis "
-                    f"{axis}, {spatial}{hint})"
+                    f"{axis}, {spatial}"
+                    f"{_fit_hint(scores.shape, labels.shape, axis, num_classes, scores_name)})"
                 )
 
     binary = threshold is not None and (channels == 1 or "map" in (pred_kind, true_kind))
@@ -772,10 +880,17 @@ def prepare(
         )
     if channels == 1 and not binary and not post:
         name = "y_pred" if pred_kind == "scores" else "y_true"
+        one = pred if pred_kind == "scores" else true
+        # Integers of one channel may be label maps that rule 1 could not pair.
+        labels_hint = "" if one.dtype.kind not in "biu" else (
+            f". An integer input of one channel is a label map only beside multi-channel "
+            f"scores or a label map without that axis; for two such label maps, drop the "
+            f"axis from both (np.squeeze(y, {axis}), tensor.squeeze({axis})) and pass "
+            f"num_classes=N")  # fmt: skip
         raise ValueError(
             f"{name} has one channel along class_axis={axis}: pass threshold=t to read it "
             f"as foreground where score > t (classes 0 background, 1 foreground; e.g. 0.5 "
-            f"for probabilities, 0 for logits)"
+            f"for probabilities, 0 for logits){labels_hint}"
         )
     if binary and soft:
         raise ValueError(
@@ -834,7 +949,7 @@ def prepare(
     pred_kind, true_kind = (k.replace("map", "labels") for k in (pred_kind, true_kind))
     return Prepared(pred_view, true_view, n, pred_kind, true_kind, ignore,
                     pred_convert, true_convert, true.dtype, pred.dtype, channels,
-                    true_lut, pred_lut, post)  # fmt: skip
+                    true_lut, pred_lut, post, dropped)  # fmt: skip
 
 
 def _lookups(
@@ -846,7 +961,7 @@ def _lookups(
     n: int,
     ignore: int | None,
 ) -> tuple[Lookup | None, Lookup | None]:
-    """The label-id lookups of the truth and the prediction (rule 5), checked."""
+    """The label-id lookups of the truth and the prediction (rule 6), checked."""
     truth_map: LabelMap | None = options["label_map"]
     option = "label_map"
     if options["reduce_zero_label"]:
@@ -869,7 +984,7 @@ def _lookups(
             raise ValueError(
                 f"{what} maps the ids of a label map, but {name} has "
                 f"{'scores (a class axis)' if kind == 'scores' else 'float scores'}: its "
-                f"classes are already indices"
+                f"classes are already indices{swap_hint(true_kind, pred_kind)}"
             )
     true_lut = None if truth_map is None else lookup(truth_map, true.dtype, n, ignore,
                                                        "y_true", option)  # fmt: skip
@@ -894,9 +1009,63 @@ def _mapped_view(arr: np.ndarray, lut: Lookup) -> tuple[np.ndarray, Callable | N
 
 
 def _axis_hint(shape: tuple[int, ...], num_classes: int, axis: int) -> str:
-    """Where the expected class count is, when it is on another axis than the one read."""
+    """Where N classes may lie in scores of `shape` whose class axis `axis` has another length."""
     axes = [k for k in range(1, len(shape)) if shape[k] == num_classes and k != axis]
-    if not axes:
-        return ""
-    k = axes[0]
-    return f" ({num_classes} entries are on axis {k}: pass class_axis={k})"
+    if len(axes) == 1:
+        option = _class_axis_option(axes[0], len(shape))
+        return f"; its axis {axes[0]} has {num_classes}: pass {option}"
+    if axes:
+        return (
+            f"; its axes {_axes_text(axes, 'and')} all have {num_classes}: pass class_axis= "
+            f"the one that holds the classes"
+        )
+    return f"; no other axis of its shape {shape} has {num_classes}: is num_classes right?"
+
+
+def _fit_hint(
+    shape: tuple[int, ...],
+    labels_shape: tuple[int, ...],
+    axis: int,
+    num_classes: int | None,
+    name: str,
+) -> str:
+    """Where the class axis of scores of `shape` may be, beside a label map that does not fit."""
+    fits = [k for k in range(1, len(shape))
+            if k != axis and shape[:k] + shape[k + 1 :] == labels_shape]  # fmt: skip
+    if len(fits) == 1:
+        k = fits[0]
+        if num_classes not in (None, shape[k]):
+            return (
+                f"; it would fit without axis {k}, but that axis has {shape[k]} entries, not "
+                f"num_classes={num_classes}"
+            )
+        return f"; its class axis looks like axis {k}: pass {_class_axis_option(k, len(shape))}"
+    if fits:
+        # Equal neighbouring lengths: either axis dropped gives the label map's shape.
+        return (
+            f"; without axis {_axes_text(fits, 'or')} the shapes would fit: pass class_axis= "
+            f"the one that holds the classes"
+        )
+    axes = [] if num_classes is None else [
+        k for k in range(1, len(shape)) if k != axis and shape[k] == num_classes]  # fmt: skip
+    if len(axes) == 1:
+        k = axes[0]
+        return (
+            f"; {name}'s axis {k} has num_classes={num_classes} entries, but without it the "
+            f"shape {shape[:k] + shape[k + 1 :]} is not the label map's either"
+        )
+    if axes:
+        return (
+            f"; {name}'s axes {_axes_text(axes, 'and')} have num_classes={num_classes} "
+            f"entries, but without any of them the label map does not fit either"
+        )
+    return ""
+
+
+#: What errors add when the kinds show the inputs in the wrong order.
+SWAPPED = "y_true holds scores and y_pred a label map: the two look swapped; pass (y_true, y_pred)"
+
+
+def swap_hint(true_kind: str, pred_kind: str) -> str:
+    """``"; " + SWAPPED`` when the truth holds scores and the prediction a label map, else ""."""
+    return f"; {SWAPPED}" if (true_kind, pred_kind) == ("scores", "labels") else ""

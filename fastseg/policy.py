@@ -6,15 +6,19 @@ smoothing; :data:`PRESETS` names the policies that reproduce the post and the pe
 :func:`resolve_policy` / :meth:`Policy.resolved` turn a preset, overrides and class names
 into a checked policy. The formulas that apply a policy to counts are in
 :mod:`fastseg.formulas`, which takes the policy's fields as plain arguments.
+:func:`explain_keywords` makes the methods that take these options answer a keyword they
+do not take with the list of those they do.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import numpy as np
 
@@ -279,6 +283,12 @@ def resolve_groups(
     return out
 
 
+#: The names of the :data:`PRESETS`.
+Preset = Literal[
+    "dataset", "post_standard", "post_naive", "mmseg", "cityscapes", "torchmetrics", "monai"
+]
+PRESET_NAMES: tuple[Preset, ...] = get_args(Preset)
+
 #: The conventions fastseg reproduces, by name (``None`` is ``"dataset"``).
 PRESETS: dict[str, Policy] = {
     "dataset": Policy(),
@@ -308,3 +318,50 @@ def resolve_policy(preset: str | None = None, **overrides: Any) -> Policy:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name].with_overrides(**overrides)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def explain_keywords(hints: Mapping[str, str] | None = None) -> Callable[[_F], _F]:
+    """Decorator: a call that does not fit the signature lists the parameters it takes.
+
+    For the methods that take policy options (:meth:`fastseg.Accumulator.compute`, the
+    :class:`~fastseg.report.Report` methods), where a misplaced keyword is a common
+    mistake. The function is called as is; only when that raises a TypeError and the
+    arguments do not bind to its signature (an unknown keyword, too many positional
+    arguments: the function never ran) is it re-raised with Python's message, the
+    parameters the function takes and, for each unknown keyword in `hints`, the sentence
+    given there (where that keyword belongs). The wrapper keeps the function's signature
+    for ``inspect.signature``, ``help`` and editors (``functools.wraps``).
+
+    Parameters
+    ----------
+    hints : mapping of str to str, optional
+        Keyword -> sentence added when a call passes that keyword.
+    """
+    notes = dict(hints or {})
+
+    def decorate(func: _F) -> _F:
+        signature = inspect.signature(func)
+        params = list(signature.parameters.values())
+        if params and params[0].name in ("self", "cls"):
+            params = params[1:]
+        takes = ", ".join(p.name for p in params)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except TypeError as exc:
+                try:
+                    signature.bind(*args, **kwargs)
+                except TypeError:
+                    unknown = [k for k in kwargs if k not in signature.parameters]
+                    extra = "".join(f". {notes[k]}" for k in unknown if k in notes)
+                    raise TypeError(f"{exc}. It takes: {takes}{extra}") from None
+                raise
+
+        return cast(_F, wrapper)
+
+    return decorate

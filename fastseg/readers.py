@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from fastseg.stores import ChunkReadError
+from fastseg.stores import ChunkReadError, MissingReaderError
 
 #: Suffix -> format name; longest suffixes first (``.nii.gz`` before ``.gz``).
 SUFFIXES: tuple[tuple[str, str], ...] = (
@@ -60,10 +60,6 @@ _PNG_GRAY, _PNG_PALETTE = 0, 3
 
 class FileReadError(ChunkReadError):
     """A file could not be read or decoded; the message names it."""
-
-
-class MissingReaderError(ImportError):
-    """The optional package that reads a format is not installed; names the extra."""
 
 
 @dataclass(frozen=True)

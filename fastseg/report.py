@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from fastseg.formulas import (
     Floats,
     Metric,
     Presence,
+    Summary,
     class_mean,
     group_values,
     image_aggregation_mean,
@@ -45,10 +46,31 @@ from fastseg.formulas import (
     totals_summary,
 )
 from fastseg.instances import InstanceScores, instance_scores, resolve_instance_sizes
-from fastseg.policy import PRESETS, Aggregation, EmptyValue, Policy, resolve_groups, resolve_policy
+from fastseg.policy import (
+    PRESETS,
+    Aggregation,
+    EmptyValue,
+    Policy,
+    explain_keywords,
+    resolve_groups,
+    resolve_policy,
+)
 
-__all__ = ["PRESETS", "GroupScores", "ImageScore", "InstanceScores", "Interval", "Policy",
-           "Report"]  # fmt: skip
+__all__ = ["PRESETS", "GroupScores", "ImageScore", "InstanceScores", "Interval", "JsonLayout",
+           "Policy", "Report"]  # fmt: skip
+
+#: The layouts of :meth:`Report.to_json`: :data:`fastseg.render.JSON_LAYOUTS`.
+JsonLayout = Literal["report", "per-case", "cityscapes"]
+
+#: Keywords of the bootstrap under other libraries' names.
+_BOOTSTRAP_HINTS = {
+    "n": "n is n_boot= here",
+    "n_resamples": "n_resamples is n_boot= here",
+    "confidence_level": "confidence_level is level= here (e.g. level=0.95)",
+    "confidence": "confidence is level= here (e.g. level=0.95)",
+    "alpha": "alpha is level= here, as its complement (level=0.95 for alpha=0.05)",
+    "random_state": "random_state is seed= here",
+}
 
 
 class ImageScore(NamedTuple):
@@ -415,6 +437,7 @@ class Report:
                         for k, v in kinds.items()}  # fmt: skip
         return means
 
+    @explain_keywords({"metric": "metric is by= here (worst(k, by='dice'))"})
     def worst(self, k: int = 10, by: Metric = "iou") -> list[ImageScore]:
         """The `k` images with the lowest mean IoU (or Dice) over the kept classes.
 
@@ -429,7 +452,8 @@ class Report:
 
     # ---------------------------------------------------------------- bootstrap
 
-    def bootstrap(self, metric: str = "miou", n_boot: int = 1000, seed: int = 0) -> Floats:
+    @explain_keywords(_BOOTSTRAP_HINTS)
+    def bootstrap(self, metric: Summary = "miou", n_boot: int = 1000, seed: int = 0) -> Floats:
         """The summary `metric` of `n_boot` resamples of the images, shape (n_boot,).
 
         Parameters
@@ -452,8 +476,9 @@ class Report:
         """
         return bootstrap_samples(self, metric, n_boot, seed)
 
+    @explain_keywords(_BOOTSTRAP_HINTS)
     def confidence_interval(
-        self, metric: str = "miou", level: float = 0.95, n_boot: int = 1000, seed: int = 0
+        self, metric: Summary = "miou", level: float = 0.95, n_boot: int = 1000, seed: int = 0
     ) -> Interval:
         """Percentile bootstrap interval of a summary over images (see :meth:`bootstrap`).
 
@@ -533,7 +558,8 @@ class Report:
         """
         return render.cityscapes_dict(self)
 
-    def to_json(self, path: str | os.PathLike[str], layout: str = "report") -> Path:
+    @explain_keywords({"format": "format is layout= here ('report', 'per-case' or 'cityscapes')"})
+    def to_json(self, path: str | os.PathLike[str], layout: JsonLayout = "report") -> Path:
         """Write the report as JSON, atomically; return the path.
 
         `layout`: ``"report"`` (:meth:`to_dict`, strict JSON: NaN as null),

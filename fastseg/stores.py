@@ -30,6 +30,10 @@ UNSAFE_CODECS = frozenset(
 NUMPY_CHUNK_BYTES = 64 * 2**20
 
 
+class MissingReaderError(ImportError):
+    """The optional package that reads a format or a URL is not installed; names the extra."""
+
+
 class ChunkReadError(RuntimeError):
     """A stored chunk could not be read or decoded."""
 
@@ -63,6 +67,9 @@ class Source:
     zarr_array: Any = None
     attrs: dict[str, Any] = field(default_factory=dict)
     location: str | None = None
+    #: The stored array's axis of length 1 that `array` leaves out (a label map with a
+    #: channel axis of 1, the kind rules' rule 1), or None.
+    dropped_axis: int | None = None
 
 
 class ChunkReader:
@@ -355,6 +362,9 @@ def open_source(
             node = _open_zarr(description, storage_options, name)
         except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
             raise ValueError(f"{name}: no Zarr array or group at {description!r}") from exc
+        except ImportError as exc:  # fsspec names the back-end a URL needs (s3fs, gcsfs...)
+            extra = " (pip install 'fastseg[remote]')" if "s3fs" in str(exc) else ""
+            raise MissingReaderError(f"{name}: {description!r}: {exc}{extra}") from exc
     group_attrs: dict[str, Any] = {}
     if isinstance(node, zarr.Group):
         group_attrs = dict(node.attrs)

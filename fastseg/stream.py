@@ -9,6 +9,7 @@ Dask layer uses to combine chunks; ``compute`` makes a :class:`~fastseg.report.R
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from fastseg.counts import Counts, corrupt_file, counts_from_arrays, load_versio
 from fastseg.formulas import Presence
 from fastseg.inputs import prepare, prepare_options
 from fastseg.labelmaps import LabelMap, jsonable
-from fastseg.policy import Aggregation, EmptyValue, resolve_groups
+from fastseg.policy import Aggregation, EmptyValue, explain_keywords, resolve_groups
 from fastseg.report import Report
 
 #: Confusion-matrix bytes of pending updates above which they are merged at once.
@@ -30,6 +31,16 @@ PENDING_BYTES = 16 * 2**20
 #: Version of the file layout written by :meth:`Accumulator.save`.
 FORMAT_VERSION = 1
 _FORMAT = "fastseg.accumulator"
+
+#: What :meth:`Accumulator.compute` says of a keyword that is the Accumulator's own.
+_CONSTRUCTOR_ONLY = {
+    **{name: f"{name} is a reading option: pass it to the Accumulator "
+             f"(Accumulator(..., {name}=...)), which reads every batch update() gets with it"
+       for name in inspect.signature(prepare_options).parameters},
+    **{name: f"{name} is the Accumulator's: pass it when making it (Accumulator(..., "
+             f"{name}=...))" for name in ("soft", "per_image", "class_names")},
+    "ids": "ids belong to the batch they name: pass them to update(y_true, y_pred, ids=...)",
+}  # fmt: skip
 
 
 class Accumulator:
@@ -314,6 +325,7 @@ class Accumulator:
 
     # ------------------------------------------------------------------ report
 
+    @explain_keywords(_CONSTRUCTOR_ONLY)
     def compute(
         self,
         preset: str | None = None,
@@ -343,8 +355,19 @@ class Accumulator:
             Average instance sizes per class, for iIoU (counts with instance sums; see
             :class:`~fastseg.report.Report`).
 
-        The reading options (``ignore_index``, ``num_classes``, ...) belong to the
-        Accumulator, not to its report: a wrong keyword is a TypeError naming it.
+        Returns
+        -------
+        Report
+
+        Raises
+        ------
+        TypeError
+            For a keyword it does not take, listing those it takes. The reading options
+            (``ignore_index``, ``num_classes``, ``class_axis``, ...) belong to the
+            Accumulator, not to its report: the message says to pass them to the
+            constructor, which applies them in :meth:`update`.
+        ValueError
+            When no image has been added, or for a bad preset or policy field.
         """
         if self.n_images == 0:
             raise ValueError("nothing to report: no image has been added")

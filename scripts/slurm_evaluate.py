@@ -8,11 +8,12 @@ workers, and stores on a file system every node sees (or an object store URL).
 
 Usage::
 
-    python scripts/slurm_evaluate.py PRED TRUE --jobs 8 --cores 16 --memory 64GB \
-        --walltime 02:00:00 --queue normal --account myproject --output report.json
+    python scripts/slurm_evaluate.py --true TRUE --pred PRED --jobs 8 --cores 16 \
+        --memory 64GB --walltime 02:00:00 --queue normal --account myproject \
+        --output report.json
 
     # print the job script that would be submitted, submit nothing:
-    python scripts/slurm_evaluate.py PRED TRUE --dry-run
+    python scripts/slurm_evaluate.py --true TRUE --pred PRED --dry-run
 
 Each job runs one worker process per ``--processes`` with ``cores / processes`` threads;
 fastseg's kernels release the GIL, so threads share a worker's cores. ``--checkpoint DIR``
@@ -29,8 +30,8 @@ from pathlib import Path
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("pred", help="prediction store (path or URL)")
-    p.add_argument("true", help="truth store (path or URL)")
+    p.add_argument("--true", required=True, help="truth store (path or URL)")
+    p.add_argument("--pred", required=True, help="prediction store (path or URL)")
     p.add_argument("--pred-array", help="array inside the pred group")
     p.add_argument("--true-array", help="array inside the true group")
     p.add_argument(

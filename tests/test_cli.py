@@ -142,7 +142,7 @@ def _report(argv, capsys):
 
 
 def test_inputs_are_named_and_the_old_positional_form_warns(two_label_stores, capsys):
-    t, p, truth, pred = two_label_stores
+    t, p, truth, _ = two_label_stores
     named, err = _report(["evaluate", "--true", str(t), "--pred", str(p)], capsys)
     assert err == ""
     support = np.bincount(truth.ravel(), minlength=3)

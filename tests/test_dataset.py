@@ -872,3 +872,49 @@ def test_a_corrupt_block_is_named_and_stray_files_are_ignored(tmp_path, caplog):
     assert "ignoring 5 file(s)" in warning
     for name in strays:
         assert name in warning
+
+
+def test_a_label_map_with_a_channel_axis_of_one_is_read_everywhere(tmp_path, capsys):
+    """(B, 1, H, W) integer truth beside channels-first scores, with class_axis=1: read as
+    the label map without that axis by evaluate (NumPy, Zarr with a missing chunk, files)
+    and the command, as by the in-memory API."""
+    import zarr
+
+    from fastseg.cli import main
+
+    rng = np.random.default_rng(12)
+    truth = rng.integers(0, 4, (3, 1, 6, 7)).astype(np.uint8)
+    scores = rng.random((3, 4, 6, 7)).astype(np.float32)
+    expected = fastseg.confusion_matrix(truth[:, 0], scores, class_axis=1, num_classes=4)
+    kw = {"class_axis": 1, "num_classes": 4, "progress": False}
+    np.testing.assert_array_equal(fastseg.evaluate(truth, scores, **kw).confusion_matrix,
+                                  expected)  # fmt: skip
+    t = zarr.create_array(tmp_path / "t.zarr", shape=truth.shape, dtype=truth.dtype,
+                          chunks=(1, 1, 3, 7))  # fmt: skip
+    t[:] = truth
+    p = zarr.create_array(tmp_path / "p.zarr", shape=scores.shape, dtype=scores.dtype,
+                          chunks=(1, 4, 3, 7))  # fmt: skip
+    p[:] = scores
+    zarr_report = fastseg.evaluate(tmp_path / "t.zarr", tmp_path / "p.zarr", **kw)
+    np.testing.assert_array_equal(zarr_report.confusion_matrix, expected)
+    assert main(["evaluate", "--true", str(tmp_path / "t.zarr"), "--pred",
+                 str(tmp_path / "p.zarr"), "--class-axis", "1", "--num-classes", "4",
+                 "--format", "json", "--no-progress"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert [c["support"] for c in out["classes"]] == expected.sum(axis=1).tolist()
+    # a missing truth chunk (image 1, upper half) leaves out the one block it touches
+    (tmp_path / "t.zarr" / "c" / "1" / "0" / "0" / "0").unlink()
+    skipped = fastseg.evaluate(tmp_path / "t.zarr", tmp_path / "p.zarr", missing="skip", **kw)
+    assert skipped.meta["skipped_blocks"] == [[1, 0, 0, 0]]
+    kept = np.ones((3, 6, 7), bool)
+    kept[1, :3] = False
+    t_kept, p_kept = truth[:, 0][kept], scores.transpose(0, 2, 3, 1)[kept]
+    np.testing.assert_array_equal(
+        skipped.confusion_matrix,
+        fastseg.confusion_matrix(t_kept[None, :, None], p_kept[None, :, None], num_classes=4))
+    for side, arrays in (("t", truth), ("p", scores)):
+        (tmp_path / side).mkdir()
+        for i, a in enumerate(arrays):
+            np.save(tmp_path / side / f"case{i}.npy", a)
+    files = fastseg.evaluate(tmp_path / "t", tmp_path / "p", **kw)
+    np.testing.assert_array_equal(files.confusion_matrix, expected)

@@ -28,7 +28,8 @@ def test_local_cluster_evaluation_matches_threads():
 
 def test_slurm_script_writes_a_job_script():
     pytest.importorskip("dask_jobqueue")
-    run = _run(str(SCRIPTS / "slurm_evaluate.py"), "p.zarr", "t.zarr", "--dry-run",
+    run = _run(str(SCRIPTS / "slurm_evaluate.py"), "--true", "t.zarr", "--pred", "p.zarr",
+               "--dry-run",
                "--queue", "gpu", "--account", "proj", "--cores", "16")  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "#SBATCH -p gpu" in run.stdout

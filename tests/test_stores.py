@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import zarr
@@ -139,3 +141,18 @@ def test_a_store_is_identified_by_its_resolved_location(tmp_path, monkeypatch):
     # What the user typed stays in messages.
     assert open_source("./ds.zarr", "true").description == "./ds.zarr/true"
     assert open_source(np.zeros((1, 4, 4), np.uint8), "true").location is None
+
+
+def test_a_url_without_its_fsspec_backend_names_the_extra(capsys):
+    """s3:// without s3fs: an error naming fastseg's 'remote' extra (exit 2 in the CLI)."""
+    pytest.importorskip("fsspec")
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed")
+    from fastseg.cli import main
+    from fastseg.stores import MissingReaderError
+
+    with pytest.raises(MissingReaderError, match=r"pip install 'fastseg\[remote\]'"):
+        fastseg.evaluate("s3://bucket/t.zarr", "s3://bucket/p.zarr", progress=False)
+    assert main(["evaluate", "--true", "s3://bucket/t.zarr", "--pred", "s3://bucket/p.zarr",
+                 "--no-progress"]) == 2  # fmt: skip
+    assert "fastseg[remote]" in capsys.readouterr().err
