@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from fastseg.checkpoint import BlockFile, Checkpoint, load_block, save_block
 from fastseg.counts import Counts
 from fastseg.dataset_presets import DatasetPreset, dataset_preset
 from fastseg.filesource import plan_files
+from fastseg.formulas import Presence
 from fastseg.inputs import label_map_options, prepare
 from fastseg.instances import check_options as check_instance_options
 from fastseg.instances import resolve_instance_sizes
@@ -45,14 +46,16 @@ from fastseg.planning import (
     store_defaults,
     valid_example,
 )
-from fastseg.policy import resolve_groups, resolve_policy
+from fastseg.policy import Aggregation, EmptyValue, Preset, resolve_groups, resolve_policy
 from fastseg.report import Report
 from fastseg.stores import Source, chunk_region, iter_block_indices, missing_chunks, open_source
 from fastseg.stream import Accumulator
 
 log = logging.getLogger("fastseg")
 
-MISSING_POLICIES = ("error", "skip", "fill")
+#: What to do with an absent chunk or an unpaired file (see :func:`evaluate`).
+Missing = Literal["error", "skip", "fill"]
+MISSING_POLICIES: tuple[Missing, ...] = get_args(Missing)
 #: Dask's own schedulers, by name; anything else is a distributed Client or address.
 LOCAL_SCHEDULERS = ("threads", "sync", "synchronous")
 #: Seconds to wait for a distributed scheduler to answer before giving up.
@@ -226,14 +229,14 @@ def plan(
     pred_array: str | None = None,
     true_array: str | None = None,
     class_names: Sequence[str] | None = None,
-    missing: str = "error",
+    missing: Missing = "error",
     checkpoint: str | os.PathLike[str] | None = None,
     kernel_threads: int = 1,
     storage_options: dict[str, Any] | None = None,
-    preset: str | None = None,
-    aggregation: str | None = None,
-    empty: str | float | None = None,
-    presence: str | None = None,
+    preset: Preset | None = None,
+    aggregation: Aggregation | None = None,
+    empty: EmptyValue | None = None,
+    presence: Presence | None = None,
     exclude: Sequence[int | str] | None = None,
     smooth: float | None = None,
     pred_suffix: str | None = None,
@@ -589,16 +592,16 @@ def evaluate(
     true_array: str | None = None,
     class_names: Sequence[str] | None = None,
     per_image: bool = True,
-    missing: str = "error",
+    missing: Missing = "error",
     scheduler: Any = None,
     workers: int | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     progress: bool = True,
     storage_options: dict[str, Any] | None = None,
-    preset: str | None = None,
-    aggregation: str | None = None,
-    empty: str | float | None = None,
-    presence: str | None = None,
+    preset: Preset | None = None,
+    aggregation: Aggregation | None = None,
+    empty: EmptyValue | None = None,
+    presence: Presence | None = None,
     exclude: Sequence[int | str] | None = None,
     smooth: float | None = None,
     pred_suffix: str | None = None,
