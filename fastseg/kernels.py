@@ -1227,7 +1227,11 @@ def _fused_pair_block(pred, true, span, classes, scratch, stats, pair, table):
     """Two uint8 label maps: one lookup of each pixel pair's cell, then its count.
 
     Eight pixels of each map are read as one uint64 word: per-byte loads, not the
-    lookups, bound this loop (4.1 -> 2.7 ms for a 2048 x 1024 Cityscapes map pair).
+    lookups, bound this loop (4.1 -> 2.7 ms for a 2048 x 1024 Cityscapes map pair). Eight
+    equal pixel pairs (a word of one byte repeated, in both maps) count at once: real label
+    maps are runs of one class, whose increments of one cell would otherwise form a chain
+    (one thread, cycles per pixel: Cityscapes-like maps 2.24 -> 0.75, 32 x 32 blocks
+    4.33 -> 1.54, random labels 2.05 -> 2.21).
     """
     b, start, stop = span
     fused = pair.fused
@@ -1238,9 +1242,15 @@ def _fused_pair_block(pred, true, span, classes, scratch, stats, pair, table):
     pred_words = pl[: 8 * n_words].view(np.uint64)
     low = np.uint64(255)
     eight = np.uint64(8)
+    bytes_of_one = np.uint64(0x0101010101010101)
     for w in range(n_words):
         t_word = true_words[w]
         p_word = pred_words[w]
+        t_first = t_word & low
+        p_first = p_word & low
+        if (t_word ^ t_first * bytes_of_one) | (p_word ^ p_first * bytes_of_one) == 0:
+            table[np.uint64(fused[(t_first << eight) | p_first])] += 8
+            continue
         for _ in range(8):  # little-endian: the word's low byte is the first pixel
             table[np.uint64(fused[((t_word & low) << eight) | (p_word & low)])] += 1
             t_word >>= eight

@@ -1186,3 +1186,29 @@ print(dot(np.ones(3), np.arange(3.0)))
     assert imported == "False"
     assert have_blas == installed
     assert float(second) == 3.0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_runs_of_equal_label_pairs_count_as_their_pixels(threads):
+    """Two uint8 maps of runs (a word of eight equal pixel pairs counts at once): runs in
+    both maps, in one map only, across word edges, ignored and invalid runs; equal to
+    np.bincount."""
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip(f"needs {threads} Numba threads")
+    rng = np.random.default_rng(21)
+    n, b, p = 5, 3, kernels.BLOCK + 21
+    lengths = rng.integers(1, 40, p)  # runs of 1 to 39 pixels, at any offset
+    starts = np.cumsum(lengths)[: p // 8]
+    truth = np.repeat(rng.integers(0, n + 2, starts.size), np.diff(starts, prepend=0))
+    truth = np.resize(truth, (b, p)).astype(np.uint8)
+    truth[truth == n + 1] = 255  # ignored runs; n: invalid runs
+    pred = truth.copy()
+    pred[truth == 255] = 0
+    flip = rng.random(pred.shape) < 0.03
+    pred[flip] = rng.integers(0, n, int(flip.sum()))
+    pred[:, 100:140] = n  # an invalid predicted run
+    expected = bincount_expected(truth, pred, n, 255)
+    out = outputs(b, n)
+    c = kernels.Classes(n, True, 255)
+    kernels.hard_counts(pred, truth, c, kernels.HardCounts(*out[:4]), out[4], threads)
+    assert_expected(out, expected)
