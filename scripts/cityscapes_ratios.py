@@ -7,7 +7,8 @@ Usage::
     python scripts/cityscapes_ratios.py cs.json [more.json ...] [--stat median]
 
 Reads the entries of group ``cityscapes-folder`` (``benchmarks/test_cityscapes_folder.py``:
-``official``, ``fastseg``, ``decode-floor``, ``fastseg-in-process``) and prints their times
+``official``, ``fastseg``, ``decode-floor``, ``decode-floor-fastseg``,
+``fastseg-in-process``) and prints their times
 (whole, and per image), then the issue's ratios and whether their targets are met:
 
 * official / fastseg, the speed-up of the command over cityscapesScripts' evaluator, both
@@ -30,7 +31,7 @@ import sys
 from pathlib import Path
 
 GROUP = "cityscapes-folder"
-METHODS = ("official", "fastseg", "fastseg-in-process", "decode-floor")
+METHODS = ("official", "fastseg", "fastseg-in-process", "decode-floor", "decode-floor-fastseg")
 SPEEDUP_TARGET = 5.0
 FLOOR_TARGET = 1.3
 
@@ -79,7 +80,7 @@ def report(times: dict[str, float], facts: dict[str, object], stat: str, runs: i
         lines.append(f"| {method} | {t:.3f} | {per} | {facts.get(f'rounds {method}', '?')} |")
     lines.append("")
     get = times.get
-    official, command, call, floor = (get(m) for m in METHODS)
+    official, command, call, floor, own = (get(m) for m in METHODS)
     if official and command:
         speedup = official / command
         verdict = "met" if speedup >= SPEEDUP_TARGET else "NOT met"
@@ -99,6 +100,9 @@ def report(times: dict[str, float], facts: dict[str, object], stat: str, runs: i
                      "on fastseg's side; the floor still a whole process)")  # fmt: skip
     if official and floor:
         lines.append(f"- official / decode-floor: {official / floor:.1f}x")
+    if command and own:
+        lines.append(f"- fastseg / decode-floor-fastseg: {command / own:.2f} (the floor of "
+                     "fastseg's own PNG decoder, a whole process)")  # fmt: skip
     if facts.get("official_csupport") is False:
         lines.append("- the official evaluator ran without its Cython extension "
                      "(CSUPPORT False: NumPy's np.unique path)")  # fmt: skip
