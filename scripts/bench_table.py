@@ -22,7 +22,7 @@ the rounds, the least noisy figure on a shared machine). Columns:
 * extra memory: fastseg's peak RSS growth during the call (``benchmarks/memory.py``).
 
 Then, when their entries are present: the Accumulator overhead and out-of-core tables,
-and the label-map table (``benchmarks/test_label_maps.py``: fastseg against a parallel
+and the label-map table (``benchmarks/test_label_map_tally.py``: fastseg against a parallel
 read of both maps plus a one-map histogram, and against ``np.bincount``).
 """
 

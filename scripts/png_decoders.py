@@ -1,4 +1,4 @@
-"""Time 8-bit PNG label-map decoders: Pillow, OpenCV, imagecodecs (libpng, libspng).
+"""Time 8-bit PNG label-map decoders: Pillow, OpenCV, imagecodecs (libpng, libspng), fastseg.png.
 
 Writes a 2048 x 1024 8-bit grayscale PNG of Cityscapes-like label ids
 (``fastseg.synth.labels``, Pillow's default compression), checks that every decoder gives
@@ -58,6 +58,9 @@ def decoders() -> dict[str, Callable[[str], np.ndarray]]:
 
         found["imagecodecs png (libpng)"] = codec(imagecodecs.png_decode)
         found["imagecodecs spng"] = codec(imagecodecs.spng_decode)
+        from fastseg.png import decode_gray
+
+        found["fastseg.png (libdeflate + Numba unfilter)"] = codec(decode_gray)
     except ImportError:
         pass
     return found

@@ -457,3 +457,18 @@ def test_verbose_says_how_many_blocks_were_resumed(store, tmp_path, capsys, capl
         assert main(args) == 0
         assert f"checkpoint {tmp_path / 'ck'}: 6 of 6 blocks resumed, 0 to count" in caplog.text
         assert "ignore index 255, from the truth store's attributes" in caplog.text
+
+
+def test_version_and_license(capsys):
+    """`fastseg --version` names the package's version; the LICENSE file pyproject cites is
+    in the repository."""
+    import tomllib
+
+    import fastseg
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"fastseg {fastseg.__version__}"
+    root = Path(__file__).resolve().parents[1]
+    meta = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert "MIT" in str(meta.get("license"))
+    assert "MIT License" in (root / "LICENSE").read_text()

@@ -17,7 +17,7 @@ Methods, all on every core:
 The issue's targets: fastseg <= 2 x (read + hist), and >= 10x bincount. Under
 ``--benchmark-disable`` (the README's test command) the maps are 2 images of 128 x 256
 and each benchmark runs once, untimed, as a correctness test. ``extra_info`` tags each
-entry (workload ``labels``, layout = pattern, method) for ``scripts/label_map_ratios.py``.
+entry (workload ``labels``, layout = pattern, method) for ``scripts/bench_table.py``.
 """
 
 from __future__ import annotations
