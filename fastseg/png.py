@@ -86,13 +86,20 @@ def _unfilter(raw, out, bpp):  # pragma: no cover - compiled
 
 _scratch = threading.local()
 
+#: The largest inflate buffer a thread keeps between files (bytes); a larger image gets a
+#: buffer of its own, freed with it.
+KEPT_BUFFER = 64 * 2**20
+
 
 def _inflate_buffer(size: int) -> np.ndarray:
     """The calling thread's buffer for inflated image data, `size` bytes.
 
     Kept from file to file: a fresh buffer per file costs a page fault per 4 KiB, more
-    than the inflate itself (16-bit 2048 x 1024 maps: 10.6 ms per file -> 1.3 ms).
+    than the inflate itself (16-bit 2048 x 1024 maps: 10.6 ms per file -> 1.3 ms). Only
+    up to :data:`KEPT_BUFFER`, so one huge image does not pin its size per thread.
     """
+    if size > KEPT_BUFFER:
+        return np.empty(size, np.uint8)
     buf = getattr(_scratch, "raw", None)
     if buf is None or buf.size < size:
         buf = _scratch.raw = np.empty(size, np.uint8)

@@ -130,3 +130,17 @@ def test_damaged_files_are_refused_with_the_reason(tmp_path):
     header = readers.read_header(str(path), "png")
     with pytest.raises(readers.FileReadError, match=r"broken\.png.*CRC"):
         readers.read_array(str(path), "png", header)
+
+
+def test_a_large_image_does_not_pin_its_buffer(monkeypatch):
+    """Images above KEPT_BUFFER get a buffer of their own; smaller ones share the
+    thread's, and both decode to the image."""
+    png._scratch.__dict__.pop("raw", None)
+    image = _image(np.uint16, (40, 50))
+    data = encode(image, [4] * len(image))
+    monkeypatch.setattr(png, "KEPT_BUFFER", 100)  # this image's 40 * 101 bytes are above
+    np.testing.assert_array_equal(png.decode_gray(data), image)
+    assert getattr(png._scratch, "raw", None) is None
+    monkeypatch.setattr(png, "KEPT_BUFFER", 2**20)
+    np.testing.assert_array_equal(png.decode_gray(data), image)
+    assert png._scratch.raw.size == 40 * 101
