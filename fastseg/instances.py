@@ -47,6 +47,7 @@ import numba
 import numpy as np
 
 from fastseg.formulas import Floats, ratio
+from fastseg.kernels import skip_scipy_at_numba_start
 from fastseg.labelmaps import as_label_map
 from fastseg.pairing import FileEntry, list_files
 from fastseg.readers import split_suffix
@@ -299,6 +300,7 @@ def tally(instance_ids: np.ndarray, pred_classes: np.ndarray, rule: InstanceRule
     top = int(ids.max()) if ids.size else 0
     if top - FIRST_INSTANCE <= DENSE_SPAN:
         top = max(top, FIRST_INSTANCE)
+        skip_scipy_at_numba_start()
         values, table, bad = _instance_pixels(ids, pred, code_table, int(codes[1]), n,
                                               FIRST_INSTANCE, top)  # fmt: skip
     else:  # ids too spread out for a dense table

@@ -428,8 +428,12 @@ _blas_probe_lock = threading.Lock()
 _blas_probe_done = False
 
 
-def _skip_scipy_at_numba_start() -> None:
-    """Spare the first kernel call Numba's import of SciPy's linear algebra (~0.5 s).
+def skip_scipy_at_numba_start() -> None:
+    """Spare the first compiled call Numba's import of SciPy's linear algebra (~0.5 s).
+
+    Called before fastseg's compiled functions are first dispatched (:func:`run_shares`,
+    :func:`fastseg.png.decode_gray`, :func:`fastseg.instances.tally`); a no-op after the
+    first call.
 
     Numba's first compile or cache load imports ``numba.np.arraymath``, which probes for
     BLAS by importing ``scipy.linalg.cython_blas``: half a second of SciPy imports in
@@ -440,6 +444,8 @@ def _skip_scipy_at_numba_start() -> None:
     loaded or Numba's layout differs.
     """
     global _blas_probe_done
+    if _blas_probe_done:
+        return
     with _blas_probe_lock:
         if _blas_probe_done:
             return
@@ -472,8 +478,7 @@ def run_shares(work: Callable[..., None], n_threads: int, *args: Any) -> None:
     so calls from several threads at once (Dask's threaded scheduler) just queue their
     shares: the pool bounds the threads in use, and no call can deadlock another.
     """
-    if not _blas_probe_done:
-        _skip_scipy_at_numba_start()
+    skip_scipy_at_numba_start()
     if n_threads <= 1:
         work(*args, 0, 1)
         return

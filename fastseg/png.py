@@ -24,6 +24,8 @@ import zlib
 import numpy as np
 from numba import njit
 
+from fastseg.kernels import skip_scipy_at_numba_start
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _GRAY = 0
 
@@ -156,6 +158,7 @@ def decode_gray(data: bytes) -> np.ndarray | None:
     if len(got) != size:
         raise ValueError(f"the image data inflates to {len(got)} bytes, not {size}")
     out = np.empty((height, width), np.uint8 if depth == 8 else np.uint16)
+    skip_scipy_at_numba_start()
     bad = _unfilter(raw, out, bpp)
     if bad >= 0:
         raise ValueError(f"row {bad} has an unknown filter type")

@@ -144,3 +144,19 @@ def test_a_large_image_does_not_pin_its_buffer(monkeypatch):
     monkeypatch.setattr(png, "KEPT_BUFFER", 2**20)
     np.testing.assert_array_equal(png.decode_gray(data), image)
     assert png._scratch.raw.size == 40 * 101
+
+
+def test_decoding_first_leaves_scipy_unimported(tmp_path):
+    """A process whose first compiled call is the PNG unfilter skips Numba's SciPy import
+    too (as the kernels do)."""
+    import subprocess
+    import sys
+
+    image = _image(np.uint8)
+    path = tmp_path / "a.png"
+    path.write_bytes(encode(image, [2] * len(image)))
+    code = (f"import sys; from fastseg import png; png.decode_gray(open({str(path)!r}, 'rb')"
+            ".read()); print('scipy.linalg' in sys.modules)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    assert done.stdout.strip() == "False"
