@@ -376,6 +376,19 @@ def _dataset_arguments(ev: argparse.ArgumentParser) -> None:
         help="name ending of the instance-id files (default: the --dataset's; Cityscapes "
         "_gtFine_instanceIds.png)",
     )
+    ev.add_argument(
+        "--calibration",
+        type=int,
+        metavar="BINS",
+        help="also measure calibration: bin each pixel's confidence (its largest score) "
+        "into BINS equal bins (torchmetrics uses 15) in the same pass; the report gets ECE, "
+        "MCE and a reliability diagram. Needs probabilities as predictions",
+    )
+    ev.add_argument(
+        "--calibration-softmax",
+        action="store_true",
+        help="with --calibration: the predictions are logits; confidences are their softmax",
+    )
 
 
 def _class_names_file(path: str | None) -> list[str] | None:
@@ -495,6 +508,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         reduce_zero_label=True if getattr(args, "reduce_zero_label", False) else None,
         instances=_instances_arg(getattr(args, "instances", None)),
         instance_suffix=getattr(args, "instance_suffix", None),
+        calibration=getattr(args, "calibration", None),
+        calibration_softmax=getattr(args, "calibration_softmax", False),
     )
     log.info("evaluated %s images in %.2f s", report.n_images, time.perf_counter() - started)
     _emit(report, args, output, plot)

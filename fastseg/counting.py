@@ -9,13 +9,19 @@ import numba
 import numpy as np
 
 from fastseg import kernels
+from fastseg.calibration import CalibrationSums, check_bins, check_options
 from fastseg.counts import Counts
 from fastseg.inputs import Prepared, check_num_classes, prepare, swap_hint
 from fastseg.labelmaps import Lookup
 
 
 def count_prepared(
-    prep: Prepared, *, soft: bool = False, check_range: bool | None = None
+    prep: Prepared,
+    *,
+    soft: bool = False,
+    check_range: bool | None = None,
+    calibration: int | None = None,
+    softmax: bool = False,
 ) -> Counts:
     """Run the kernel over prepared inputs and check what it found.
 
@@ -29,6 +35,12 @@ def count_prepared(
         :func:`check_stats`). Default: on, except for inputs prepared by the
         post-compatible API (``prepare(..., post=True)``), which sums logits as the post
         does.
+    calibration : int, optional
+        Also histogram the confidence of the predicted class in this many bins
+        (:mod:`fastseg.calibration`), in the same pass: score predictions only.
+    softmax : bool, default False
+        With `calibration`: the scores are logits; the confidence is their softmax at
+        the predicted class. Without it, confidences outside [0, 1] are refused.
 
     Raises
     ------
@@ -54,6 +66,11 @@ def count_prepared(
     threads = numba.get_num_threads()
     # Per-thread tables, or one shared table when those would not fit the memory budget.
     hard_counts = kernels.hard_kernel(num_classes, threads)
+    cal = None
+    if check_options(calibration, softmax) is not None:
+        assert calibration is not None
+        check_calibration(prep, soft=soft, n_bins=calibration)
+        cal = kernels.calibration_work(calibration, n_images, threads, softmax)
     for b0, p, t in prep.slabs():
         rows = slice(b0, b0 + p.shape[0])
         if soft:
@@ -62,12 +79,72 @@ def count_prepared(
         else:
             assert confusion is not None
             counts = kernels.HardCounts(tp[rows], pred[rows], true[rows], confusion)
-            hard_counts(p, t, classes, counts, stats, threads)
+            slab_cal = None if cal is None else cal._replace(out=cal.out[rows])
+            hard_counts(p, t, classes, counts, stats, threads, slab_cal)
     check_stats(stats, num_classes, prep.ignore_index, (prep.true_dtype, prep.pred_dtype),
-                soft_range=check_range, lookups=(true_lut, pred_lut),
+                soft_range=soft and check_range, lookups=(true_lut, pred_lut),
                 unmapped=lambda side: _unmapped_ids(prep, side),
                 swapped=lambda: _looks_swapped(prep, stats))  # fmt: skip
-    return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]))
+    extras = {}
+    if cal is not None:
+        assert calibration is not None
+        if stats[kernels.PRED_RANGE]:
+            shown = float(stats[kernels.PRED_RANGE_VALUE : kernels.PRED_RANGE_VALUE + 1]
+                          .view(np.float64)[0])  # fmt: skip
+            raise ValueError(
+                f"calibration needs probabilities: y_pred's largest score is outside [0, 1] "
+                f"at {stats[kernels.PRED_RANGE]} pixels (e.g. {shown:g}); for logits, ask "
+                "for their softmax (calibration_softmax=True, --calibration-softmax)"
+            )
+        extras["calibration"] = CalibrationSums.from_kernel(cal.out, calibration, softmax)
+    return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]), extras=extras)
+
+
+def check_calibration(prep: Prepared, *, soft: bool, n_bins: int) -> None:
+    """Refuse confidence histograms of inputs that have no confidence (a ValueError)."""
+    check_bins(n_bins)
+    if soft:
+        raise ValueError("calibration bins hard predictions' confidences: leave out soft=True")
+    if prep.pred_kind != "scores" or prep.channels is None or prep.channels < 2:
+        raise ValueError(
+            "calibration needs the prediction's scores (probabilities of two or more "
+            "classes), not a label map or one-channel scores"
+        )
+    if prep.pred_dtype is None or prep.pred_dtype.kind != "f":
+        raise ValueError(
+            f"calibration needs float scores (probabilities); y_pred is {prep.pred_dtype}"
+        )
+
+
+#: Options of the statistics computed beside the counts, not of reading the inputs: an
+#: options dict of :func:`count_arrays` may hold them beside :func:`prepare`'s.
+EXTRA_OPTIONS = ("calibration", "calibration_softmax")
+
+
+def reading_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options of :func:`fastseg.inputs.prepare` among `options`."""
+    return {k: v for k, v in options.items() if k not in EXTRA_OPTIONS}
+
+
+def count_arrays(y_true: Any, y_pred: Any, options: dict[str, Any]) -> tuple[Prepared, Counts]:
+    """Prepare and count one batch by an options dict (the data-set layer's form).
+
+    `options` holds :func:`fastseg.inputs.prepare`'s keywords (``soft`` among them) and
+    the :data:`EXTRA_OPTIONS`. Returns the prepared inputs and their counts.
+    """
+    prep = prepare(y_true, y_pred, **reading_options(options))
+    counted = count_prepared(prep, soft=options["soft"], calibration=options.get("calibration"),
+                             softmax=bool(options.get("calibration_softmax")))  # fmt: skip
+    return prep, counted
+
+
+def check_extras(prep: Prepared, options: dict[str, Any]) -> None:
+    """Refuse :data:`EXTRA_OPTIONS` that the inputs of `prep` cannot give (a ValueError).
+
+    For planning: `prep` may be of stand-in arrays of the inputs' shapes and dtypes.
+    """
+    if options.get("calibration") is not None:
+        check_calibration(prep, soft=options["soft"], n_bins=options["calibration"])
 
 
 def _unmapped_ids(prep: Prepared, side: str) -> np.ndarray:
@@ -196,6 +273,8 @@ def counts(
     label_map: Any = None,
     label_map_pred: Any = None,
     reduce_zero_label: bool = False,
+    calibration: int | None = None,
+    calibration_softmax: bool = False,
 ) -> Counts:
     """Count a batch: per-image intersection, predicted and true pixels, and confusion.
 
@@ -229,12 +308,19 @@ def counts(
         The same for label-map predictions; True: the truth's map.
     reduce_zero_label : bool, default False
         mmsegmentation's ``reduce_zero_label`` (id 0 -> ignore, k -> k - 1).
+    calibration : int, optional
+        Number of confidence bins: also histogram each counted pixel's confidence (its
+        largest score) in the same pass, for ECE / MCE / reliability
+        (:attr:`Counts.calibration <fastseg.counts.Counts.calibration>`). Needs float
+        probabilities as `y_pred`.
+    calibration_softmax : bool, default False
+        With `calibration`: `y_pred` holds logits; confidences are their softmax.
 
     Returns
     -------
     Counts
         Per-image ``tp``, ``pred``, ``true`` of shape (B, N) and the (N, N) confusion
-        matrix (None when soft).
+        matrix (None when soft); with `calibration`, their confidence histograms.
 
     Examples
     --------
@@ -250,7 +336,8 @@ def counts(
                    spatial_dims=spatial_dims, label_map=label_map,
                    label_map_pred=label_map_pred,
                    reduce_zero_label=reduce_zero_label)  # fmt: skip
-    return count_prepared(prep, soft=soft)
+    return count_prepared(prep, soft=soft, calibration=calibration,
+                          softmax=calibration_softmax)  # fmt: skip
 
 
 def confusion_matrix(

@@ -30,12 +30,16 @@ from typing import Any
 import numpy as np
 
 from fastseg._files import save_npz
+from fastseg.image_stats import ImageStat, merge_rows
 from fastseg.instances import InstanceSums
 
 #: Version of the ``.npz`` layout written by :meth:`Counts.save`: 2 adds the optional
-#: instance sums (:attr:`Counts.instances`); counts without them are still written as
-#: version 1, the same layout, so any fastseg reads them.
-FORMAT_VERSION = 2
+#: instance sums (:attr:`Counts.instances`), 3 the per-image statistics
+#: (:attr:`Counts.extras`); counts without them are still written as version 1 (or 2),
+#: the same layout, so any fastseg reads them.
+FORMAT_VERSION = 3
+#: The version of counts files with instance sums and no extras.
+_INSTANCE_VERSION = 2
 #: The version of counts files without instance sums.
 _PLAIN_VERSION = 1
 #: Arrays of the instance sums (:class:`~fastseg.instances.InstanceSums`) in files.
@@ -43,6 +47,10 @@ INSTANCE_ARRAYS = ("instance_fractions", "instance_count")
 _FORMAT = "fastseg.counts"
 #: Metadata key of :attr:`Counts.first_image` in files holding counts (absent means 0).
 FIRST_IMAGE_KEY = "b0"
+#: Metadata key of the extras' settings (kind -> setting); their arrays are saved as
+#: ``EXTRA_PREFIX + kind + "." + field``.
+EXTRAS_KEY = "extras"
+EXTRA_PREFIX = "x."
 #: First bytes of a zip archive (an ``.npz``): a local file header, or an empty archive.
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
@@ -90,7 +98,50 @@ def save_counts(
     if counts.instances is not None:
         held[INSTANCE_ARRAYS[0]] = counts.instances.fractions
         held[INSTANCE_ARRAYS[1]] = counts.instances.instances
+    if counts.extras:
+        header[EXTRAS_KEY] = {kind: x.setting() for kind, x in counts.extras.items()}
+        for kind, x in counts.extras.items():
+            for name, a in x.arrays().items():
+                held[f"{EXTRA_PREFIX}{kind}.{name}"] = a
     return save_versioned(path, fmt, version, header, {**held, **(arrays or {})})
+
+
+def counts_version(counts: Counts) -> int:
+    """The lowest :meth:`Counts.save` layout version that holds `counts`."""
+    if counts.extras:
+        return FORMAT_VERSION
+    return _PLAIN_VERSION if counts.instances is None else _INSTANCE_VERSION
+
+
+def _extras_from_arrays(
+    path: str | os.PathLike[str],
+    what: str,
+    arrays: Mapping[str, np.ndarray],
+    meta: Mapping[str, Any],
+) -> dict[str, ImageStat]:
+    from fastseg.extras import EXTRA_KINDS
+
+    settings = meta.get(EXTRAS_KEY, {})
+    if not isinstance(settings, dict):
+        raise corrupt_file(path, what, f"{EXTRAS_KEY} is {settings!r}, not an object")
+    found = {}
+    for kind, setting in settings.items():
+        cls = EXTRA_KINDS.get(kind)
+        if cls is None:
+            raise corrupt_file(path, what, f"unknown per-image statistic {kind!r}")
+        if not isinstance(setting, dict):
+            raise corrupt_file(path, what, f"{kind} setting {setting!r} is not an object")
+        rows = {}
+        for name in cls.ROWS:
+            key = f"{EXTRA_PREFIX}{kind}.{name}"
+            if key not in arrays:
+                raise corrupt_file(path, what, f"{kind} without its array {name!r}")
+            rows[name] = arrays[key]
+        try:
+            found[kind] = cls(**rows, **setting)
+        except (TypeError, ValueError) as exc:
+            raise corrupt_file(path, what, f"{kind}: {exc}") from exc
+    return found
 
 
 def check_format(
@@ -314,10 +365,13 @@ def counts_from_arrays(
         instances = None
         if held:
             instances = InstanceSums(*(arrays[k] for k in INSTANCE_ARRAYS))
+        extras = _extras_from_arrays(path, what, arrays, meta)
         return Counts(
             tp=tp, pred=pred, true=true, confusion=confusion, ignored=ignored,
-            first_image=first_image, instances=instances)  # fmt: skip
+            first_image=first_image, instances=instances, extras=extras)  # fmt: skip
     except ValueError as exc:
+        if str(exc).startswith(os.fspath(path)):
+            raise
         raise corrupt_file(path, what, str(exc)) from exc
 
 
@@ -353,6 +407,11 @@ class Counts:
         Instance tallies of these images, summed (data-set values, like `confusion`):
         what Cityscapes' iIoU is computed from (:mod:`fastseg.instances`); None when no
         instance-id map was counted. Hard counts only.
+    extras : mapping of str to ImageStat, keyword only
+        Per-image statistics computed beside the counts, by kind
+        (:mod:`fastseg.image_stats`): ``"boundary"`` counts, ``"calibration"``
+        histograms, ``"surface"`` scores. Each has one row per image; they merge, are
+        saved and checkpointed with the counts.
 
     Notes
     -----
@@ -370,6 +429,7 @@ class Counts:
     _: KW_ONLY
     first_image: int = 0
     instances: InstanceSums | None = None
+    extras: Mapping[str, ImageStat] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         first = self.first_image
@@ -395,6 +455,29 @@ class Counts:
                 )
             if self.confusion is None:
                 raise ValueError("instance sums need hard counts (with a confusion matrix)")
+        object.__setattr__(self, "extras", dict(self.extras))
+        for kind, x in self.extras.items():
+            if not isinstance(x, ImageStat) or kind != x.KIND:
+                raise TypeError(f"extras[{kind!r}] must be a {kind} statistic; got {x!r}")
+            if x.n_images != self.n_images:
+                raise ValueError(
+                    f"{kind} of {x.n_images} images for counts of {self.n_images} images"
+                )
+
+    @property
+    def calibration(self) -> Any:
+        """The confidence histograms (:class:`~fastseg.calibration.CalibrationSums`), or None."""
+        return self.extras.get("calibration")
+
+    @property
+    def boundary(self) -> Any:
+        """The boundary counts (:class:`~fastseg.boundary.BoundarySums`), or None."""
+        return self.extras.get("boundary")
+
+    @property
+    def surface(self) -> Any:
+        """The surface scores (:class:`~fastseg.surface.SurfaceScores`), or None."""
+        return self.extras.get("surface")
 
     @property
     def soft(self) -> bool:
@@ -447,6 +530,8 @@ class Counts:
             ignored=self.ignored,
             first_image=self.first_image,
             instances=self.instances,
+            # Per-case scores stay with the per-image counts (Report reads them there).
+            extras={k: x.total() for k, x in self.extras.items() if x.ADDITIVE},
         )
 
     @classmethod
@@ -516,7 +601,8 @@ class Counts:
         return cls(
             tp=rows("tp"), pred=rows("pred"), true=rows("true"), confusion=confusion,
             ignored=sum(int(p.ignored) for p in parts), first_image=start,
-            instances=_merged_instances(parts))  # fmt: skip
+            instances=_merged_instances(parts),
+            extras=_merged_extras(parts, start, stop, consecutive))  # fmt: skip
 
     def __add__(self, other: Counts) -> Counts:
         if not isinstance(other, Counts):
@@ -537,6 +623,8 @@ class Counts:
         return (
             same_confusion
             and same_instances
+            and self.extras.keys() == other.extras.keys()
+            and all(x == other.extras[k] for k, x in self.extras.items())
             and self.ignored == other.ignored
             and self.first_image == other.first_image
             and all(
@@ -557,8 +645,7 @@ class Counts:
         ``instance_fractions`` and ``instance_count`` (a fastseg that reads only version
         1 refuses such a file rather than drop them). No suffix is added to `path`.
         """
-        version = _PLAIN_VERSION if self.instances is None else FORMAT_VERSION
-        save_counts(path, self, _FORMAT, version, {})
+        save_counts(path, self, _FORMAT, counts_version(self), {})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Counts:
@@ -571,7 +658,7 @@ class Counts:
             another format version, or arrays that disagree with the metadata.
         """
         meta, arrays = load_versioned(
-            path, _FORMAT, (_PLAIN_VERSION, FORMAT_VERSION), what="counts"
+            path, _FORMAT, (_PLAIN_VERSION, _INSTANCE_VERSION, FORMAT_VERSION), what="counts"
         )
         soft = meta.get("soft")  # absent from files written before fastseg recorded it
         if soft is not None and not isinstance(soft, bool):
@@ -592,3 +679,39 @@ def _merged_instances(parts: list[Counts]) -> InstanceSums | None:
                     "them: the merged instance sums would leave those images out"
                 )
     return InstanceSums.merge(held)
+
+
+def _merged_extras(
+    parts: list[Counts], start: int, stop: int, consecutive: bool
+) -> dict[str, ImageStat]:
+    """The extras of merged `parts` (see :meth:`Counts.merge`), by kind.
+
+    A part without a kind that others have must have counted nothing (the zero rows of
+    skipped images): it gets rows of nothing counted (NaN for per-case scores).
+    """
+    merged: dict[str, ImageStat] = {}
+    kinds = [k for p in parts for k in p.extras]
+    for kind in dict.fromkeys(kinds):
+        model = next(p.extras[kind] for p in parts if kind in p.extras)
+        held = []
+        for p in parts:
+            x = p.extras.get(kind)
+            if x is None:
+                if p.true.any() or p.pred.any() or p.ignored:
+                    raise ValueError(
+                        f"cannot merge counts with {kind} and counts of pixels without it: "
+                        f"the merged {kind} would leave those images out"
+                    )
+                x = _empty_like(model, p.n_images)
+            held.append((p.first_image, x))
+        merged[kind] = merge_rows(held, start, stop, consecutive)
+    return merged
+
+
+def _empty_like(x: ImageStat, n_images: int) -> ImageStat:
+    def nothing(a: np.ndarray) -> float:
+        return np.nan if not x.ADDITIVE and a.dtype.kind == "f" else 0
+
+    return x.replace_rows(
+        {name: np.full((n_images, *a.shape[1:]), nothing(a), a.dtype)
+         for name, a in x.arrays().items()})  # fmt: skip

@@ -26,6 +26,8 @@ import numpy as np
 
 from fastseg import counting as counting_
 from fastseg import progress as progress_
+from fastseg.calibration import check_bins
+from fastseg.calibration import check_options as check_calibration_options
 from fastseg.checkpoint import BlockFile, Checkpoint, load_block, save_block
 from fastseg.counts import Counts
 from fastseg.dataset_presets import DatasetPreset, dataset_preset
@@ -77,7 +79,8 @@ def _kinds(
     """
     dummy_pred = np.broadcast_to(np.zeros((), pred.array.dtype), pred.array.shape)
     dummy_true = np.broadcast_to(np.zeros((), true.array.dtype), true.array.shape)
-    prep = prepare(dummy_true, dummy_pred, **options)
+    prep = prepare(dummy_true, dummy_pred, **counting_.reading_options(options))
+    counting_.check_extras(prep, options)
     axis = None
     if "scores" in (prep.pred_kind, prep.true_kind):
         ndim = pred.array.ndim if prep.pred_kind == "scores" else true.array.ndim
@@ -185,8 +188,7 @@ def _count_block(
     """
     try:
         with numba_threads(threads):
-            prep = prepare(t, p, **options)
-            c = counting_.count_prepared(prep, soft=options["soft"])
+            _, c = counting_.count_arrays(t, p, options)
     except ValueError as exc:
         last = b0 + p.shape[0] - 1
         raise ValueError(f"block {block} (images {b0}-{last}): {exc}") from exc
@@ -246,6 +248,8 @@ def plan(
     reduce_zero_label: bool = False,
     instances: Any = None,
     instance_suffix: str | None = None,
+    calibration: int | None = None,
+    calibration_softmax: bool = False,
 ) -> Plan:
     """Check both inputs and every option, and build the lazy evaluation; nothing is computed.
 
@@ -276,6 +280,11 @@ def plan(
         "spatial_dims": spatial_dims,
         **label_map_options(label_map, label_map_pred, reduce_zero_label),
     }
+    if check_calibration_options(calibration, calibration_softmax) is not None:
+        options["calibration"] = check_bins(calibration)
+        options["calibration_softmax"] = bool(calibration_softmax)
+        if soft:
+            raise ValueError("calibration bins hard predictions' confidences: leave out soft=True")
     if instances is not None and instances is not False:
         check_instance_options(options)
     if is_file_input(pred) or is_file_input(true):  # folders, globs, lists of files
@@ -556,7 +565,7 @@ def _warm_up(p: Plan, announce: bool, wait: float = COMPILE_NOTICE_AFTER) -> Exc
 
     def run() -> None:
         try:
-            counting_.count_prepared(prepare(true, pred, **p.options), soft=p.options["soft"])
+            counting_.count_arrays(true, pred, p.options)
         except Exception as exc:  # the blocks raise it again, naming themselves
             log.debug("kernel warm-up failed: %s", exc)
             failed.append(exc)
@@ -614,6 +623,8 @@ def evaluate(
     instances: Any = None,
     instance_suffix: str | None = None,
     instance_sizes: Mapping[str | int, float] | None = None,
+    calibration: int | None = None,
+    calibration_softmax: bool = False,
 ) -> Report:
     """Evaluate predictions against truth chunk by chunk, in bounded memory.
 
@@ -700,6 +711,13 @@ def evaluate(
         Average instance size in pixels of each class with instances (the weight of an
         instance is its class's average size over its own size); needed with
         `instances`. The ``cityscapes`` preset has the official evaluator's table.
+    calibration : int, optional
+        Number of confidence bins: histogram the confidence of each counted pixel's
+        predicted class in the same pass as the counts, for ECE, MCE and the
+        reliability diagram (``Report.ece``, ``Report.extra_summary``,
+        :mod:`fastseg.calibration`). Needs float probabilities as predictions.
+    calibration_softmax : bool, default False
+        With `calibration`: the predictions are logits; confidences are their softmax.
 
     Returns
     -------
@@ -768,6 +786,8 @@ def evaluate(
             reduce_zero_label=bool(reduce_zero_label),
             instances=instances,
             instance_suffix=instance_suffix,
+            calibration=calibration,
+            calibration_softmax=calibration_softmax,
         )
         resolve_groups(groups, p.num_classes, p.class_names)  # before any compute
         resolve_instance_sizes(instance_sizes, p.num_classes, p.class_names)
@@ -794,6 +814,8 @@ def evaluate(
         class_names=p.class_names,
         per_image=per_image,
         soft=soft,
+        calibration=p.options.get("calibration"),
+        calibration_softmax=bool(p.options.get("calibration_softmax")),
     )
     acc.add_counts(counts, p.ids)
     policy = p.policy

@@ -285,7 +285,9 @@ def _check_cases(
         signature = (p_shape, p_dtype.str, t_shape, t_dtype.str)
         if signature not in seen:
             try:
-                prep = prepare(_dummy(t_shape, t_dtype), _dummy(p_shape, p_dtype), **options)
+                prep = prepare(_dummy(t_shape, t_dtype), _dummy(p_shape, p_dtype),
+                               **counting_.reading_options(options))  # fmt: skip
+                counting_.check_extras(prep, options)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(
                     f"image {case.id!r} (prediction {_describe_item(case.pred, pred)} "
@@ -408,8 +410,7 @@ def count_files(
         t = _image(true, j)
         try:
             with numba_threads(threads):
-                prep = prepare(t, p, **options)
-                c = counting_.count_prepared(prep, soft=options["soft"])
+                prep, c = counting_.count_arrays(t, p, options)
             if instances is not None and rule is not None:
                 ids = _image(instances, j)
                 values, codes = instances_.prediction_for_tally(prep, p, options["class_axis"])

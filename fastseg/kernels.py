@@ -125,6 +125,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import importlib.util
+import math
 import os
 import sys
 import threading
@@ -194,10 +195,11 @@ PRED_BAD = 3
 PRED_BAD_VALUE = 4
 PRED_NAN = 5
 IGNORED = 6  # truth pixels equal to the ignore index
-# Soft sums only (hard counts leave them 0): score values outside [0, 1], infinities
-# included (NaN is counted per pixel in *_NAN), and one such value as float64 bits (read
-# it with ``stats[slot:slot + 1].view(np.float64)[0]``). Only pixels that are counted
-# (truth not ignored, labels valid) are checked.
+# Soft sums: score values outside [0, 1], infinities included (NaN is counted per pixel
+# in *_NAN), and one such value as float64 bits (read it with
+# ``stats[slot:slot + 1].view(np.float64)[0]``). Only pixels that are counted (truth not
+# ignored, labels valid) are checked. Hard counts use PRED_RANGE for the confidences of
+# their confidence histograms (:class:`Calibration`) only.
 TRUE_RANGE = 7  # truth score / one-hot values outside [0, 1] (label-map truth: never)
 TRUE_RANGE_VALUE = 8
 PRED_RANGE = 9
@@ -362,6 +364,44 @@ class PairCodes(NamedTuple):
 NO_PAIR = PairCodes(_no_table(), _no_table(), 0, 0, False, _no_table())
 
 
+class Calibration(NamedTuple):
+    """Confidence histograms of the predicted class, per image (:mod:`fastseg.calibration`).
+
+    Bin ``k < n`` holds the counted pixels whose confidence lies in ``[edges[k],
+    edges[k + 1])``; bin ``n`` those whose confidence is exactly 1 (torchmetrics'
+    ``bucketize(..., right=True)`` bins). Per bin: pixels, pixels predicted right, and the
+    sum of their confidences in units of ``2**-CONFIDENCE_BITS`` (integers: exact, and the
+    same for any split of the data or number of threads). ``edges`` empty: not computed.
+    """
+
+    #: float64, (n + 1,): the bins' lower edges, and 1.
+    edges: np.ndarray
+    #: The confidence is the softmax of the scores at the predicted class (scores are
+    #: logits), not the score itself.
+    softmax: bool
+    #: (T, 3, n + 1) int64: the image (or blocks) a thread is counting.
+    tables: np.ndarray
+    #: (B, 3, n + 1) int64: per image, added into.
+    out: np.ndarray
+
+
+#: Confidence sums are integers in units of 2**-CONFIDENCE_BITS: float32's resolution
+#: near 1, so a confidence of float16 or of float32 in [0.5, 1] adds exactly.
+CONFIDENCE_BITS = 24
+#: Rows of a :class:`Calibration` table.
+CAL_PIXELS = 0
+CAL_CORRECT = 1
+CAL_CONFIDENCE = 2
+
+
+def no_calibration(n_threads: int = 1, n_images: int = 0) -> Calibration:
+    """A :class:`Calibration` that computes nothing."""
+    edges = np.zeros(0)
+    edges.flags.writeable = False
+    return Calibration(edges, False, np.zeros((n_threads, 3, 0), np.int64),
+                       np.zeros((n_images, 3, 0), np.int64))  # fmt: skip
+
+
 class HardWork(NamedTuple):
     """Per-thread buffers of :func:`hard_counts` (thread ``t`` owns index ``t``)."""
 
@@ -374,6 +414,8 @@ class HardWork(NamedTuple):
     stats: np.ndarray
     #: Two label maps' lookups (:data:`NO_PAIR` for other inputs).
     pair: PairCodes
+    #: Confidence histograms of score predictions (:func:`no_calibration`: none).
+    calibration: Calibration
 
 
 class SoftWork(NamedTuple):
@@ -550,6 +592,11 @@ _PAIR_TYPE = types.NamedTuple(
      types.boolean, _array_type("int32", 1)),
     PairCodes,
 )
+_CALIBRATION_TYPE = types.NamedTuple(
+    (_array_type("float64", 1), types.boolean, _array_type("int64", 3, False),
+     _array_type("int64", 3, False)),
+    Calibration,
+)
 _OUTPUT_TYPES = {
     False: types.NamedUniTuple(_array_type("int64", 2, readonly=False), 4, HardCounts),
     True: types.NamedUniTuple(_array_type("float64", 2, readonly=False), 3, SoftSums),
@@ -564,7 +611,7 @@ _SUFFIX_TYPES = {
         _OUTPUT_TYPES[False],
         types.NamedTuple(
             (_array_type("int64", 2, False), _array_type("int64", 3, False),
-             _array_type("int64", 2, False), _PAIR_TYPE),
+             _array_type("int64", 2, False), _PAIR_TYPE, _CALIBRATION_TYPE),
             HardWork,
         ),
         _I64, _I64, _I64,
@@ -1201,7 +1248,8 @@ def _merge_stats(thread_stats: np.ndarray, stats: np.ndarray) -> None:
             stats[slot] += thread_stats[t, slot]
 
 
-def _decoded_block(pred, true, span, classes, scratch, stats, pair, table):
+def _decoded_block(pred, true, span, classes, scratch, stats, pair, table, calibration,
+                   cal_table):  # fmt: skip
     pl, tl, pkeys, tkeys, nans = scratch
     # Truth first: where it is ignored (or invalid) the prediction is not checked.
     _decode(true, span, classes, Scratch(tl, tkeys, nans), Found(stats, TRUE_BAD),
@@ -1209,9 +1257,109 @@ def _decoded_block(pred, true, span, classes, scratch, stats, pair, table):
     _decode(pred, span, _pred_classes(classes), Scratch(pl, pkeys, nans),
             Found(stats, PRED_BAD), Mask(tl, True))  # fmt: skip
     _tally(pl, tl, span.stop - span.start, table, classes.num_classes + PRED_BAD_COLUMN + 1)
+    if calibration.edges.size > 0:
+        _calibrate(pred, span, tl, pl, calibration, cal_table, stats)
 
 
-def _label_pair_block(pred, true, span, classes, scratch, stats, pair, table):
+@_specialised
+def _score_value(v):
+    """A score as float64; float16 given as its bits."""
+    if v == types.uint16:
+
+        def half_value(v):
+            h = np.int64(v)
+            sign = -1.0 if h & 0x8000 else 1.0
+            exponent = (h >> 10) & 0x1F
+            mantissa = h & 0x3FF
+            if exponent == 0:
+                return sign * math.ldexp(np.float64(mantissa), -24)
+            if exponent == 31:
+                return sign * np.inf if mantissa == 0 else np.nan
+            return sign * math.ldexp(np.float64(mantissa + 1024), int(exponent) - 25)
+
+        return half_value
+    return lambda v: np.float64(v)
+
+
+@njit(**HELPER)
+def _add_confidence(conf, correct, edges, cal, stats):
+    """Add one counted pixel's confidence to its bin (:class:`Calibration`)."""
+    n = edges.size - 1
+    if not (conf >= 0.0 and conf <= 1.0):
+        stats[PRED_RANGE] += 1
+        stats[PRED_RANGE_VALUE] = np.int64(np.float64(conf).view(np.int64))
+        return
+    if conf == 1.0:
+        k = n
+    else:
+        # The edges are float32 values of k / n (torchmetrics' linspace): start from the
+        # exact bin and step over an edge that rounding moved.
+        k = min(int(conf * n), n - 1)
+        while k > 0 and conf < edges[k]:
+            k -= 1
+        while k < n - 1 and conf >= edges[k + 1]:
+            k += 1
+    cal[CAL_PIXELS, k] += 1
+    cal[CAL_CORRECT, k] += correct
+    cal[CAL_CONFIDENCE, k] += np.int64(math.ldexp(conf, CONFIDENCE_BITS) + 0.5)
+
+
+@njit(**HELPER)
+def _softmax_at(top, others):
+    """The softmax at the largest of a pixel's scores: ``1 / sum(exp(s - top))``."""
+    total = 0.0
+    for c in range(others.shape[0]):
+        total += math.exp(_score_value(others[c]) - top)
+    return 1.0 / total
+
+
+@_specialised
+def _calibrate(pred, span, tl, pl, calibration, cal, stats):
+    """Add a decoded block's counted pixels to the thread's confidence histograms."""
+    if pred.ndim == 3:
+
+        def last(pred, span, tl, pl, calibration, cal, stats):
+            b, start, stop = span
+            edges = calibration.edges
+            block = pred[b, start:stop]
+            for j in range(stop - start):
+                t = tl[j]
+                p = pl[j]
+                if t < 0 or p < 0:
+                    continue
+                conf = _score_value(block[j, p])
+                if calibration.softmax:
+                    conf = _softmax_at(conf, block[j])
+                _add_confidence(conf, np.int64(t == p), edges, cal, stats)
+
+        return last
+    if pred.ndim == 4:
+
+        def inside(pred, span, tl, pl, calibration, cal, stats):
+            b, start, stop = span
+            edges = calibration.edges
+            channels = pred.shape[2]
+            inner = pred.shape[3]
+            for j in range(stop - start):
+                t = tl[j]
+                p = pl[j]
+                if t < 0 or p < 0:
+                    continue
+                o, i = divmod(start + j, inner)
+                conf = _score_value(pred[b, o, p, i])
+                if calibration.softmax:
+                    total = 0.0
+                    for c in range(channels):
+                        total += math.exp(_score_value(pred[b, o, c, i]) - conf)
+                    conf = 1.0 / total
+                _add_confidence(conf, np.int64(t == p), edges, cal, stats)
+
+        return inside
+    return lambda pred, span, tl, pl, calibration, cal, stats: None
+
+
+def _label_pair_block(pred, true, span, classes, scratch, stats, pair, table, calibration,
+                      cal_table):  # fmt: skip
     """Two label maps: each pixel pair read as a table cell and counted.
 
     No branch on the labels (:class:`PairCodes`): the table's extra rows and column take
@@ -1246,7 +1394,8 @@ def _label_pair_block(pred, true, span, classes, scratch, stats, pair, table):
         table[cell] += 1
 
 
-def _fused_pair_block(pred, true, span, classes, scratch, stats, pair, table):
+def _fused_pair_block(pred, true, span, classes, scratch, stats, pair, table, calibration,
+                      cal_table):  # fmt: skip
     """Two uint8 label maps: one lookup of each pixel pair's cell, then its count.
 
     Eight pixels of each map are read as one uint64 word: per-byte loads, not the
@@ -1283,7 +1432,7 @@ def _fused_pair_block(pred, true, span, classes, scratch, stats, pair, table):
 
 
 @_specialised
-def _hard_block(pred, true, span, classes, scratch, stats, pair, table):
+def _hard_block(pred, true, span, classes, scratch, stats, pair, table, calibration, cal_table):
     """Decode and tally one block.
 
     Two label maps in one pass, anything else through the decoders of each input.
@@ -1325,7 +1474,10 @@ def _hard_share(pred, true, classes, counts, work, image, t, n_threads):
     n_blocks = (n_pix + BLOCK - 1) // BLOCK
     table = work.tables[t]
     stats = work.stats[t]
+    calibration = work.calibration
+    cal = calibration.tables[t]
     table[:] = 0
+    cal[:] = 0
     scratch = _scratch(pred, true)
     if image < 0:
         n_whole = n_images - n_images % n_threads
@@ -1334,18 +1486,21 @@ def _hard_share(pred, true, classes, counts, work, image, t, n_threads):
             for k in range(n_blocks):
                 start = k * BLOCK
                 _hard_block(pred, true, Span(b, start, min(n_pix, start + BLOCK)), classes,
-                            scratch, stats, work.pair, table)  # fmt: skip
+                            scratch, stats, work.pair, table, calibration, cal)  # fmt: skip
             _finish_image(table, b, classes.num_classes, own, stats)
             table[:] = 0
+            if calibration.edges.size > 0:
+                calibration.out[b] += cal
+                cal[:] = 0
     else:
         for k in range(t * n_blocks // n_threads, (t + 1) * n_blocks // n_threads):
             start = k * BLOCK
             _hard_block(pred, true, Span(image, start, min(n_pix, start + BLOCK)), classes,
-                        scratch, stats, work.pair, table)  # fmt: skip
+                        scratch, stats, work.pair, table, calibration, cal)  # fmt: skip
 
 
 def hard_counts(pred: Any, true: Any, classes: Classes, counts: HardCounts, stats: np.ndarray,
-                n_threads: int) -> None:  # fmt: skip
+                n_threads: int, calibration: Calibration | None = None) -> None:  # fmt: skip
     """Add the hard counts of a batch into caller-allocated arrays.
 
     Parameters
@@ -1366,6 +1521,10 @@ def hard_counts(pred: Any, true: Any, classes: Classes, counts: HardCounts, stat
     n_threads : int
         ``numba.get_num_threads()`` of the caller (read outside the kernel: calling it
         inside would stop Numba from caching the kernel on disk).
+    calibration : Calibration, optional
+        Confidence histograms of score predictions, per image (:func:`calibration_work`
+        makes one; its ``out`` is added into). Confidences outside [0, 1] are counted in
+        ``stats[PRED_RANGE]``, not binned.
 
     Raises
     ------
@@ -1378,23 +1537,62 @@ def hard_counts(pred: Any, true: Any, classes: Classes, counts: HardCounts, stat
     num_classes = classes.num_classes
     rows, width = table_shape(num_classes)
     label_pair = pred.ndim == 2 and true.ndim == 2
+    n_images = pred.shape[0]
+    if calibration is None:
+        calibration = no_calibration(n_threads, n_images)
+    else:
+        calibration = _calibration_arguments(calibration, pred, n_threads)
     work = HardWork(
         np.zeros((n_threads, rows * width), np.int64),
         np.zeros((n_threads, num_classes, num_classes), np.int64),
         np.zeros((n_threads, N_STATS), np.int64),
         pair_codes(pred.dtype, true.dtype, classes) if label_pair else NO_PAIR,
+        calibration,
     )
-    n_images = pred.shape[0]
     n_tail = n_images % n_threads
     if n_images > n_tail:
         run_shares(_hard_share, n_threads, pred, true, classes, counts, work, -1)
     for image in range(n_images - n_tail, n_images):
         run_shares(_hard_share, n_threads, pred, true, classes, counts, work, image)
         _finish_image(work.tables.sum(axis=0), image, num_classes, counts, work.stats[0])
+        if calibration.edges.size:
+            calibration.out[image] += calibration.tables.sum(axis=0)
     counts.confusion[...] += work.confusions.sum(axis=0)
     _merge_stats(work.stats, stats)
+    _merge_range(work.stats, stats)
     if label_pair and (stats[TRUE_BAD] or stats[PRED_BAD]):
         _bad_examples(pred, true, classes, work.pair, stats)
+
+
+def calibration_edges(n_bins: int) -> np.ndarray:
+    """The edges of `n_bins` equal confidence bins: ``k / n_bins`` as float32 values.
+
+    torchmetrics' ``torch.linspace(0, 1, n_bins + 1)`` (float32), as float64.
+    """
+    edges = (np.arange(n_bins + 1) / n_bins).astype(np.float32).astype(np.float64)
+    edges.flags.writeable = False
+    return edges
+
+
+def calibration_work(n_bins: int, n_images: int, n_threads: int,
+                     softmax: bool = False) -> Calibration:  # fmt: skip
+    """A :class:`Calibration` of `n_bins` bins for a batch of `n_images`, zeroed."""
+    return Calibration(calibration_edges(n_bins), bool(softmax),
+                       np.zeros((n_threads, 3, n_bins + 1), np.int64),
+                       np.zeros((n_images, 3, n_bins + 1), np.int64))  # fmt: skip
+
+
+def _calibration_arguments(calibration: Any, pred: np.ndarray, n_threads: int) -> Calibration:
+    edges = kernel_input(np.asarray(calibration.edges, np.float64), "Calibration.edges")
+    n = edges.size
+    if n and pred.ndim == 2:
+        raise TypeError("confidence histograms need score predictions, not a label map")
+    out = _output(calibration.out, np.int64, 3, "Calibration.out")
+    tables = np.zeros((n_threads, 3, n), np.int64)
+    if out.shape != (pred.shape[0], 3, n):
+        raise ValueError(f"Calibration.out must have shape {(pred.shape[0], 3, n)}; got "
+                         f"{out.shape}")  # fmt: skip
+    return Calibration(edges, bool(calibration.softmax), tables, out)
 
 
 def pair_codes(pred_dtype: np.dtype, true_dtype: np.dtype, classes: Classes) -> PairCodes:
@@ -1619,7 +1817,8 @@ def _tally_share(labels, counts, n_pix, total, g0, t, n_threads):
 
 
 def hard_counts_shared(pred: Any, true: Any, classes: Classes, counts: HardCounts,
-                       stats: np.ndarray, n_threads: int) -> None:  # fmt: skip
+                       stats: np.ndarray, n_threads: int,
+                       calibration: Calibration | None = None) -> None:  # fmt: skip
     """:func:`hard_counts` without per-thread tables, for many classes.
 
     Same arguments and results as :func:`hard_counts`; extra memory is independent of N:
@@ -1635,6 +1834,12 @@ def hard_counts_shared(pred: Any, true: Any, classes: Classes, counts: HardCount
 
     Counts are integers: identical to :func:`hard_counts` for any thread count.
     """
+    if calibration is not None and np.size(calibration.edges):
+        raise ValueError(
+            "confidence histograms are computed with per-thread tables; with this many "
+            "classes and threads they exceed fastseg.kernels.TABLE_SLACK: raise it, or use "
+            "fewer threads (numba.set_num_threads)"
+        )
     pred, true, classes, counts, stats, n_threads = _arguments(
         pred, true, classes, counts, stats, n_threads, soft=False)  # fmt: skip
     n_pix = _pixels_per_image(pred)
@@ -1747,7 +1952,7 @@ def _note_range(stats, slot, count, example):
 
 
 def _merge_range(thread_stats: np.ndarray, stats: np.ndarray) -> None:
-    """The soft-only slots of :func:`_merge_stats` (hard counts leave them 0)."""
+    """The range slots of :func:`_merge_stats`: soft sums, and hard counts' confidences."""
     for t in range(thread_stats.shape[0]):
         for slot in (TRUE_RANGE, PRED_RANGE):
             if thread_stats[t, slot] > 0:

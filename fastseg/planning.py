@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fastseg.checkpoint import Checkpoint
+from fastseg.counting import reading_options
 from fastseg.inputs import prepare
 from fastseg.labelmaps import Lookup
 from fastseg.policy import Policy
@@ -206,7 +207,7 @@ def valid_example(
     counts it instead of failing the label check and compiling nothing.
     """
     try:
-        prep = prepare(true, pred, **options)
+        prep = prepare(true, pred, **reading_options(options))
     except (ValueError, TypeError):
         return pred, true  # the warm-up meets the same error and leaves it to the blocks
     for arr, lut in ((pred, prep.pred_lut), (true, prep.true_lut)):

@@ -51,6 +51,13 @@ JSON_LAYOUTS = ("report", "per-case", "cityscapes")
 #: Group means, in display order, with their labels.
 GROUP_SUMMARY_LABELS = {"miou": "mIoU", "mdice": "mDice", "mprecision": "mPrecision",
                         "mrecall": "mRecall"}  # fmt: skip
+#: Labels of the extras' columns and summaries in the text table.
+EXTRA_LABELS = {"boundary_iou": "BIoU", "surface_dice": "NSD", "hd95": "HD95",
+                "mboundary_iou": "mBIoU", "msurface_dice": "mNSD", "mhd95": "mHD95",
+                "ece": "ECE", "mce": "MCE"}  # fmt: skip
+#: The summaries of each kind of extra.
+EXTRA_SUMMARIES = {"boundary": ("mboundary_iou",), "surface": ("msurface_dice", "mhd95"),
+                   "calibration": ("ece", "mce")}  # fmt: skip
 #: nnU-Net's per-case metrics, in its order.
 CASE_METRICS = ("Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref")
 
@@ -59,10 +66,14 @@ CASE_METRICS = ("Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref")
 
 
 def class_rows(report: Report) -> list[dict[str, Any]]:
-    """One dict per class: index, name, excluded, :data:`COLUMNS` (and ``iiou``, if any)."""
+    """One dict per class: index, name, excluded, :data:`COLUMNS`, then the others.
+
+    ``iiou`` and the extras' columns (``Report.extra_columns``) when the report has them.
+    """
     columns = {name: getattr(report, name) for name in COLUMNS}
     if report.instances is not None:
         columns["iiou"] = report.instances.iiou
+    columns.update(report.extra_columns)
     number = float if report.counts.soft else int
     rows = []
     for c, name in enumerate(report.class_names):
@@ -124,10 +135,26 @@ def to_dict(report: Report) -> dict[str, Any]:
         "groups": None if report.groups is None else report.groups.rows(),
         "group_summary": None if report.groups is None else dict(report.groups.summary),
         "instances": instances_dict(report),
+        "extras": extras_dict(report),
         "meta": report.meta,
     }
     safe: dict[str, Any] = json_safe(out)
     return safe
+
+
+def extras_dict(report: Report) -> dict[str, Any] | None:
+    """The per-image statistics' part of the report (None without them).
+
+    ``summary`` (``Report.extra_summary``) and, per kind, the statistic's
+    ``report_dict()``: its setting (the calibration adds ECE, MCE and its bins).
+    """
+    extras = report.counts.extras
+    if not extras:
+        return None
+    out: dict[str, Any] = {"summary": dict(report.extra_summary)}
+    for kind, x in extras.items():
+        out[kind] = x.report_dict()
+    return out
 
 
 def json_text(report: Report, layout: str = "report") -> str:
@@ -161,9 +188,10 @@ def csv_rows(report: Report) -> list[dict[str, Any]]:
     row per class, as :func:`class_rows`), ``group`` (one per class group: ``index`` is
     its position, ``classes`` its class indices joined by spaces, ``support`` /
     ``predicted`` its truth / predicted pixels), ``summary`` (``name`` a key of
-    ``Report.summary``: miou, mdice, aacc, macc, fwiou, and with instance scores miiou;
-    the number in ``value``) or ``group_summary`` (miou, mdice, mprecision, mrecall over
-    the groups, and miiou). Cells a row does not use are None.
+    ``Report.summary``: miou, mdice, aacc, macc, fwiou, with instance scores miiou, and
+    the extras' summaries, ``Report.extra_summary``; the number in ``value``) or
+    ``group_summary`` (miou, mdice, mprecision, mrecall over the groups, and miiou).
+    Cells a row does not use are None.
     """
     rows: list[dict[str, Any]] = []
     blank = dict.fromkeys(csv_fields(report))
@@ -180,6 +208,7 @@ def csv_rows(report: Report) -> list[dict[str, Any]]:
     summary = dict(report.summary)
     if scores is not None:
         summary["miiou"] = scores.summary["miiou"]
+    summary.update(report.extra_summary)
     for key, value in summary.items():
         rows.append(blank | {"kind": "summary", "name": key, "value": value})
     if groups is not None:
@@ -193,8 +222,13 @@ def csv_rows(report: Report) -> list[dict[str, Any]]:
 
 
 def csv_fields(report: Report) -> tuple[str, ...]:
-    """The CSV's columns: :data:`CSV_FIELDS`, and ``iiou`` with instance scores."""
-    return CSV_FIELDS if report.instances is None else (*CSV_FIELDS, "iiou")
+    """The CSV's columns: :data:`CSV_FIELDS`, then ``iiou`` and the extras' columns.
+
+    ``iiou`` with instance scores; the extras' per-class columns are
+    ``Report.extra_columns``.
+    """
+    fields = CSV_FIELDS if report.instances is None else (*CSV_FIELDS, "iiou")
+    return (*fields, *report.extra_columns)
 
 
 def write_csv(report: Report, path: str | os.PathLike[str]) -> Path:
@@ -415,6 +449,10 @@ def text(report: Report) -> str:
         header.append("iIoU")
         for c, row in enumerate(rows):
             row.append(_fmt(scores.iiou[c]))
+    for column, values in report.extra_columns.items():
+        header.append(EXTRA_LABELS.get(column, column))
+        for c, row in enumerate(rows):
+            row.append(_fmt(values[c]))
     lines += _aligned(header, rows, left=2)
     if not report.kept.all():
         lines.append("* excluded from the means")
@@ -448,7 +486,23 @@ def text(report: Report) -> str:
         if groups is not None:
             line += f"  groups miIoU {_fmt(scores.summary['group_miiou'])}"
         lines += ["", line]
+    lines += _extras_lines(report)
     return "\n".join(lines)
+
+
+def _extras_lines(report: Report) -> list[str]:
+    """The text's lines about the per-image statistics (none without them)."""
+    extras = report.counts.extras
+    if not extras:
+        return []
+    summary = report.extra_summary
+    lines = [""]
+    for kind, x in extras.items():
+        setting = ", ".join(f"{k} {v}" for k, v in x.setting().items())
+        shown = "  ".join(f"{EXTRA_LABELS.get(k, k)} {_fmt(v)}" for k, v in summary.items()
+                          if k in EXTRA_SUMMARIES.get(kind, ()))  # fmt: skip
+        lines.append(f"{kind} ({setting}): {shown}")
+    return lines
 
 
 def _members(classes: Sequence[int], width: int = 20) -> str:
@@ -490,7 +544,10 @@ def write_plot(report: Report, path: str | os.PathLike[str], *, dpi: int = 150) 
 
 
 def figure(report: Report) -> Figure:
-    """Per-class IoU bars (sorted) and the row-normalised confusion heat map.
+    """Per-class IoU bars (sorted), the row-normalised confusion heat map, reliability.
+
+    The reliability diagram (accuracy per confidence bin) is drawn when the counts carry
+    confidence histograms (``calibration``).
 
     A matplotlib Figure made without pyplot (so no GUI backend); soft counts have no
     confusion matrix, so only the bars are drawn.
@@ -513,6 +570,9 @@ def figure(report: Report) -> Figure:
     height = max(3.0, 0.13 * n)
     fontsize = float(np.clip(72 * height / max(n, 1) * 0.7, 4, 10))
     widths = [6.0] if confusion is None else [6.0, height + 1.5]
+    calibration = report.counts.calibration
+    if calibration is not None:
+        widths.append(min(height, 6.0) + 0.5)
     fig = Figure(figsize=(sum(widths) + 1.0, height + 1.5), layout="constrained")
     axes = fig.subplots(1, len(widths), width_ratios=widths, squeeze=False)[0]
     _iou_bars(axes[0], report, fontsize)
@@ -521,7 +581,35 @@ def figure(report: Report) -> Figure:
         # diagonal of 150 classes, where a linear scale leaves them black.
         norm = PowerNorm(gamma=0.5, vmin=0, vmax=1)
         _confusion_map(fig, axes[1], confusion, report.class_names, fontsize, norm)
+    if calibration is not None:
+        _reliability(axes[-1], report)
     return fig
+
+
+def _reliability(ax: Axes, report: Report) -> None:
+    """The reliability diagram: accuracy per confidence bin against the diagonal."""
+    cal = report.counts.calibration
+    bins = cal.bins()
+    edges = cal.edges
+    n = cal.n_bins
+    filled = bins["pixels"][:n] > 0
+    lower, width = edges[:-1], np.diff(edges)
+    ax.bar(lower[filled], bins["accuracy"][:n][filled], width=width[filled], align="edge",
+           color="tab:blue", edgecolor="white", label="accuracy")  # fmt: skip
+    ax.bar(lower[filled], (bins["confidence"] - bins["accuracy"])[:n][filled],
+           bottom=bins["accuracy"][:n][filled], width=width[filled], align="edge",
+           color="tab:red", alpha=0.3, label="gap to confidence")  # fmt: skip
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", fontsize=8)
+    ones = int(bins["pixels"][n])
+    note = f"; {ones} pixels at confidence 1" if ones else ""
+    ax.set_title(f"reliability (ECE {_fmt(report.ece)}, MCE {_fmt(report.mce)}{note})",
+                 fontsize=10)  # fmt: skip
 
 
 def _iou_bars(ax: Axes, report: Report, fontsize: float) -> None:

@@ -345,6 +345,48 @@ class Report:
         scores = self.instances
         return float("nan") if scores is None else scores.summary["miiou"]
 
+    # ------------------------------------------------ beyond region overlap (extras)
+
+    @cached_property
+    def extra_columns(self) -> dict[str, Floats]:
+        """Per-class values of the per-image statistics the counts carry, (N,) each.
+
+        ``boundary_iou`` (data-set sums of the boundary counts, :mod:`fastseg.boundary`),
+        ``surface_dice`` and ``hd95`` (means over the cases that have a value,
+        :mod:`fastseg.surface`); only those the counts hold. NaN where undefined.
+        """
+        columns: dict[str, Floats] = {}
+        for x in self.counts.extras.values():
+            columns.update(x.class_values())
+        return columns
+
+    @cached_property
+    def extra_summary(self) -> dict[str, float]:
+        """Summaries of the extras, by name.
+
+        The mean of each :attr:`extra_columns` over the kept classes that have a value
+        (``mboundary_iou``, ``msurface_dice``, ``mhd95``), and ``ece`` / ``mce`` of the
+        confidence histograms (:mod:`fastseg.calibration`).
+        """
+        out: dict[str, float] = {}
+        for name, values in self.extra_columns.items():
+            out["m" + name] = float(class_mean(values[np.newaxis], self.kept)[0])
+        calibration = self.counts.calibration
+        if calibration is not None:
+            out["ece"] = float(calibration.ece())
+            out["mce"] = float(calibration.mce())
+        return out
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error of the confidences (NaN without calibration)."""
+        return self.extra_summary.get("ece", float("nan"))
+
+    @property
+    def mce(self) -> float:
+        """Maximum calibration error over the bins (NaN without calibration)."""
+        return self.extra_summary.get("mce", float("nan"))
+
     def _class_values(self, metric: Metric) -> Floats:
         if self.policy.aggregation == "dataset":
             t = self._totals

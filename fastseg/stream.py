@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from fastseg._version import __version__
+from fastseg.calibration import check_options
 from fastseg.counting import count_prepared
 from fastseg.counts import Counts, corrupt_file, counts_from_arrays, load_versioned, save_counts
 from fastseg.formulas import Presence
@@ -28,8 +29,10 @@ from fastseg.report import Report
 #: Confusion-matrix bytes of pending updates above which they are merged at once.
 PENDING_BYTES = 16 * 2**20
 
-#: Version of the file layout written by :meth:`Accumulator.save`.
-FORMAT_VERSION = 1
+#: Version of the file layout written by :meth:`Accumulator.save`: 2 adds the per-image
+#: statistics (calibration histograms, ...); files without them are still version 1.
+FORMAT_VERSION = 2
+_PLAIN_VERSION = 1
 _FORMAT = "fastseg.accumulator"
 
 #: What :meth:`Accumulator.compute` says of a keyword that is the Accumulator's own.
@@ -75,6 +78,12 @@ class Accumulator:
     groups : mapping of str to sequence, optional
         Class groups for the report (:class:`~fastseg.report.Report`); class names are
         resolved against `class_names`.
+    calibration : int, optional
+        Number of confidence bins: also histogram the confidence of every counted
+        pixel's predicted class, for ECE, MCE and the reliability diagram
+        (:mod:`fastseg.calibration`). Needs float probabilities as predictions.
+    calibration_softmax : bool, default False
+        With `calibration`: the predictions are logits; confidences are their softmax.
 
     Notes
     -----
@@ -107,6 +116,8 @@ class Accumulator:
         label_map_pred: Any = None,
         reduce_zero_label: bool = False,
         groups: Mapping[str, Sequence[int | str]] | None = None,
+        calibration: int | None = None,
+        calibration_softmax: bool = False,
     ) -> None:
         # The reading options are checked now, by the rules every entry point shares,
         # rather than at the first update.
@@ -138,6 +149,10 @@ class Accumulator:
                 "ignore_index (mmsegmentation uses 255)"
             )
         resolve_groups(groups, self.num_classes, class_names)  # checked now
+        self.calibration = check_options(calibration, calibration_softmax)
+        self.calibration_softmax = bool(calibration_softmax)
+        if self.calibration is not None and self.soft:
+            raise ValueError("calibration bins hard predictions' confidences: leave out soft=True")
         self.groups: dict[str, list[int | str]] | None = (
             None if groups is None else {str(k): list(v) for k, v in groups.items()})  # fmt: skip
         self.reset()
@@ -212,7 +227,9 @@ class Accumulator:
             label_map_pred=self.label_map_pred,
             reduce_zero_label=self.reduce_zero_label,
         )
-        return self.add_counts(count_prepared(prep, soft=self.soft), ids)
+        counted = count_prepared(prep, soft=self.soft, calibration=self.calibration,
+                                 softmax=self.calibration_softmax)  # fmt: skip
+        return self.add_counts(counted, ids)
 
     def add_counts(self, counts: Counts, ids: Sequence[Any] | None = None) -> Accumulator:
         """Add counts made elsewhere (e.g. by :func:`fastseg.counts` or a Dask chunk)."""
@@ -254,7 +271,8 @@ class Accumulator:
 
     def _check_compatible(self, other: Accumulator) -> None:
         fields = ("num_classes", "class_names", "ignore_index", "soft", "per_image",
-                  "label_map", "label_map_pred", "reduce_zero_label")  # fmt: skip
+                  "label_map", "label_map_pred", "reduce_zero_label", "calibration",
+                  "calibration_softmax")  # fmt: skip
         mine = tuple(getattr(self, f) for f in fields)
         theirs = tuple(getattr(other, f) for f in fields)
         if mine != theirs:
@@ -405,6 +423,8 @@ class Accumulator:
             "label_map_pred": jsonable(self.label_map_pred),
             "reduce_zero_label": self.reduce_zero_label,
             "groups": self.groups,
+            "calibration": self.calibration,
+            "calibration_softmax": self.calibration_softmax,
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -419,15 +439,20 @@ class Accumulator:
         ``ids`` (unicode, B entries; ``named`` (bool, B) is false where no id was given)
         and ``meta``, a JSON string with ``format``
         (``"fastseg.accumulator"``), ``version``, the constructor options, ``n_images``,
-        ``ignored`` and the writing fastseg's ``fastseg_version``. No pickles; no suffix
-        is added to `path`.
+        ``ignored`` and the writing fastseg's ``fastseg_version``. With per-image
+        statistics (``calibration``), version 2: their arrays ``x.<kind>.<field>`` (one
+        row per image) and their settings in ``meta["extras"]``
+        (:func:`fastseg.counts.save_counts`); without them, version 1. No pickles; no
+        suffix is added to `path`.
         """
         meta = {**self._options(), "n_images": self.n_images, "fastseg_version": __version__}
         ids = {
             "ids": np.array(["" if i is None else i for i in self._ids], dtype=str),
             "named": np.array([i is not None for i in self._ids], dtype=bool),
         }
-        save_counts(path, self.counts, _FORMAT, FORMAT_VERSION, meta, ids)
+        counts = self.counts
+        version = FORMAT_VERSION if counts.extras else _PLAIN_VERSION
+        save_counts(path, counts, _FORMAT, version, meta, ids)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Accumulator:
@@ -441,7 +466,7 @@ class Accumulator:
             with its metadata (shapes; int64 hard counts, float64 soft sums).
         """
         what = "accumulator"
-        meta, arrays = load_versioned(path, _FORMAT, (FORMAT_VERSION,), what=what)
+        meta, arrays = load_versioned(path, _FORMAT, (_PLAIN_VERSION, FORMAT_VERSION), what=what)
         try:
             options = {
                 k: meta[k]
@@ -449,7 +474,8 @@ class Accumulator:
             }
             # Options added after version 1 was defined: absent from older files.
             later = ("threshold", "spatial_dims", "label_map", "label_map_pred",
-                     "reduce_zero_label", "groups")  # fmt: skip
+                     "reduce_zero_label", "groups", "calibration",
+                     "calibration_softmax")  # fmt: skip
             options.update({k: meta[k] for k in later if meta.get(k) is not None})
             acc = cls(meta["num_classes"], **options)
             n_images = meta["n_images"]
