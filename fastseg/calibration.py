@@ -5,8 +5,10 @@ class it predicts (with ``softmax``: the softmax of logits at that class). Count
 pixels (truth not ignored, scores not NaN) fall into ``n`` equal bins of confidence,
 torchmetrics' ``multiclass_calibration_error`` bins exactly: bin ``k`` holds confidences
 in ``[edges[k], edges[k + 1])``, with ``edges`` the float32 values of ``k / n``, and a
-last bin holds the confidences equal to 1. Per bin and image, the kernel adds (in the same
-pass as the counts, :class:`fastseg.kernels.Calibration`):
+last bin holds the confidences equal to 1. As there, a confidence is binned as float32
+(a float64 confidence is rounded to float32 to choose its bin; its sum is not). Per bin
+and image, the kernel adds (in the same pass as the counts,
+:class:`fastseg.kernels.Calibration`):
 
 - ``pixels``: the pixels in the bin;
 - ``correct``: those predicted right (predicted class == true class);

@@ -67,8 +67,8 @@ def count_prepared(
     # Per-thread tables, or one shared table when those would not fit the memory budget.
     hard_counts = kernels.hard_kernel(num_classes, threads)
     cal = None
-    if check_options(calibration, softmax) is not None:
-        assert calibration is not None
+    calibration = check_options(calibration, softmax)
+    if calibration is not None:
         check_calibration(prep, soft=soft, n_bins=calibration)
         cal = kernels.calibration_work(calibration, n_images, threads, softmax)
     for b0, p, t in prep.slabs():
@@ -91,6 +91,11 @@ def count_prepared(
         if stats[kernels.PRED_RANGE]:
             shown = float(stats[kernels.PRED_RANGE_VALUE : kernels.PRED_RANGE_VALUE + 1]
                           .view(np.float64)[0])  # fmt: skip
+            if softmax:  # a softmax is in [0, 1] unless the logits are not finite
+                raise ValueError(
+                    f"y_pred has logits whose softmax is undefined (infinite logits) at "
+                    f"{stats[kernels.PRED_RANGE]} pixels"
+                )
             raise ValueError(
                 f"calibration needs probabilities: y_pred's largest score is outside [0, 1] "
                 f"at {stats[kernels.PRED_RANGE]} pixels (e.g. {shown:g}); for logits, ask "

@@ -1289,15 +1289,17 @@ def _add_confidence(conf, correct, edges, cal, stats):
         stats[PRED_RANGE] += 1
         stats[PRED_RANGE_VALUE] = np.int64(np.float64(conf).view(np.int64))
         return
-    if conf == 1.0:
+    # Binned as float32, like torchmetrics (float64 confidences are rounded first).
+    c32 = np.float64(np.float32(conf))
+    if c32 == 1.0:
         k = n
     else:
         # The edges are float32 values of k / n (torchmetrics' linspace): start from the
         # exact bin and step over an edge that rounding moved.
-        k = min(int(conf * n), n - 1)
-        while k > 0 and conf < edges[k]:
+        k = min(int(c32 * n), n - 1)
+        while k > 0 and c32 < edges[k]:
             k -= 1
-        while k < n - 1 and conf >= edges[k + 1]:
+        while k < n - 1 and c32 >= edges[k + 1]:
             k += 1
     cal[CAL_PIXELS, k] += 1
     cal[CAL_CORRECT, k] += correct

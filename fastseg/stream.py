@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -239,12 +239,35 @@ class Accumulator:
                 f"cannot be added to an Accumulator of {self.num_classes} "
                 f"{'soft' if self.soft else 'hard'} classes"
             )
+        self._check_extras(counts, lambda why: ValueError(f"cannot add these counts: {why}"))
         names: list[str | None] = [None] * counts.n_images
         if ids is not None:
             names = [str(i) for i in ids]
             if len(names) != counts.n_images:
                 raise ValueError(f"got {len(names)} ids for a batch of {counts.n_images} images")
         return self._append(counts, names, counts.n_images)
+
+    def _extra_settings(self) -> dict[str, dict[str, Any]]:
+        """The per-image statistics this accumulator computes: kind -> setting."""
+        if self.calibration is None:
+            return {}
+        return {"calibration": {"n_bins": self.calibration, "softmax": self.calibration_softmax}}
+
+    def _check_extras(self, counts: Counts, error: Callable[[str], Exception]) -> None:
+        """Raise ``error(why)`` unless `counts` carry this accumulator's per-image statistics.
+
+        Counts that counted nothing may carry none (an empty accumulator's file).
+        """
+        wanted = self._extra_settings()
+        held = {kind: x.setting() for kind, x in counts.extras.items()}
+        if held == wanted:
+            return
+        if not held and not (counts.true.any() or counts.pred.any() or counts.ignored):
+            return
+        raise error(
+            f"they carry {held or 'no per-image statistics'}, this Accumulator computes "
+            f"{wanted or 'none'} (its calibration option)"
+        )
 
     def _append(self, counts: Counts, names: list[str | None], n_images: int) -> Accumulator:
         """Add `counts` of `n_images` images: as the next rows, or into the totals.
@@ -492,6 +515,8 @@ class Accumulator:
                 f"arrays and metadata disagree: counts of shape {counts.tp.shape} for "
                 f"{acc.num_classes} classes and {expected_rows} row(s)",
             )
+        acc._check_extras(counts, lambda why: corrupt_file(path, what, f"counts disagree with "
+                                                         f"the metadata: {why}"))  # fmt: skip
         if counts.first_image != 0:  # an accumulator's rows are its images from the first
             raise corrupt_file(path, what, f"counts from image {counts.first_image}, not 0")
         names, named = arrays.get("ids"), arrays.get("named")
