@@ -437,6 +437,18 @@ class BlockLabels(NamedTuple):
     pred: np.ndarray
 
 
+class ConfidenceMarks(NamedTuple):
+    """One round's confidence bins of :func:`hard_counts_shared` (with calibration).
+
+    (T * ROUND_BLOCKS, BLOCK) each, beside :class:`BlockLabels`: a pixel's bin (-1 where
+    it is not counted) and its confidence in units of ``2**-CONFIDENCE_BITS``; (0, 0)
+    without calibration.
+    """
+
+    bins: np.ndarray
+    units: np.ndarray
+
+
 # --------------------------------------------------------------------------------------
 # Threads: a call's work is split into shares, run on a pool of plain threads.
 # --------------------------------------------------------------------------------------
@@ -619,6 +631,9 @@ _SUFFIX_TYPES = {
     "hard_counts_shared": (
         types.NamedUniTuple(_array_type("int32", 2, readonly=False), 2, BlockLabels),
         _array_type("int64", 2, readonly=False),
+        _CALIBRATION_TYPE,
+        types.NamedTuple((_array_type("int32", 2, False), _array_type("int64", 2, False)),
+                         ConfidenceMarks),
         _I64, _I64, _I64,
     ),
     "soft_sums": (
@@ -1282,13 +1297,16 @@ def _score_value(v):
 
 
 @njit(**HELPER)
-def _add_confidence(conf, correct, edges, cal, stats):
-    """Add one counted pixel's confidence to its bin (:class:`Calibration`)."""
+def _confidence_bin(conf, edges, stats):
+    """(bin, confidence in units of 2**-CONFIDENCE_BITS) of one counted pixel.
+
+    Bin -1 for a confidence outside [0, 1], which is counted in ``stats[PRED_RANGE]``.
+    """
     n = edges.size - 1
     if not (conf >= 0.0 and conf <= 1.0):
         stats[PRED_RANGE] += 1
         stats[PRED_RANGE_VALUE] = np.int64(np.float64(conf).view(np.int64))
-        return
+        return -1, np.int64(0)
     # Binned as float32, like torchmetrics (float64 confidences are rounded first).
     c32 = np.float64(np.float32(conf))
     if c32 == 1.0:
@@ -1301,9 +1319,7 @@ def _add_confidence(conf, correct, edges, cal, stats):
             k -= 1
         while k < n - 1 and c32 >= edges[k + 1]:
             k += 1
-    cal[CAL_PIXELS, k] += 1
-    cal[CAL_CORRECT, k] += correct
-    cal[CAL_CONFIDENCE, k] += np.int64(math.ldexp(conf, CONFIDENCE_BITS) + 0.5)
+    return k, np.int64(math.ldexp(conf, CONFIDENCE_BITS) + 0.5)
 
 
 @njit(**HELPER)
@@ -1316,48 +1332,46 @@ def _softmax_at(top, others):
 
 
 @_specialised
-def _calibrate(pred, span, tl, pl, calibration, cal, stats):
-    """Add a decoded block's counted pixels to the thread's confidence histograms."""
+def _confidence_at(pred, b, q, lab, softmax):
+    """The confidence of pixel `q` of image `b`, predicted `lab`: its score, or softmax."""
     if pred.ndim == 3:
 
-        def last(pred, span, tl, pl, calibration, cal, stats):
-            b, start, stop = span
-            edges = calibration.edges
-            block = pred[b, start:stop]
-            for j in range(stop - start):
-                t = tl[j]
-                p = pl[j]
-                if t < 0 or p < 0:
-                    continue
-                conf = _score_value(block[j, p])
-                if calibration.softmax:
-                    conf = _softmax_at(conf, block[j])
-                _add_confidence(conf, np.int64(t == p), edges, cal, stats)
+        def last(pred, b, q, lab, softmax):
+            conf = _score_value(pred[b, q, lab])
+            return _softmax_at(conf, pred[b, q]) if softmax else conf
 
         return last
     if pred.ndim == 4:
 
-        def inside(pred, span, tl, pl, calibration, cal, stats):
-            b, start, stop = span
-            edges = calibration.edges
-            channels = pred.shape[2]
-            inner = pred.shape[3]
-            for j in range(stop - start):
-                t = tl[j]
-                p = pl[j]
-                if t < 0 or p < 0:
-                    continue
-                o, i = divmod(start + j, inner)
-                conf = _score_value(pred[b, o, p, i])
-                if calibration.softmax:
-                    total = 0.0
-                    for c in range(channels):
-                        total += math.exp(_score_value(pred[b, o, c, i]) - conf)
-                    conf = 1.0 / total
-                _add_confidence(conf, np.int64(t == p), edges, cal, stats)
+        def inside(pred, b, q, lab, softmax):
+            o, i = divmod(q, pred.shape[3])
+            conf = _score_value(pred[b, o, lab, i])
+            if softmax:
+                total = 0.0
+                for c in range(pred.shape[2]):
+                    total += math.exp(_score_value(pred[b, o, c, i]) - conf)
+                conf = 1.0 / total
+            return conf
 
         return inside
-    return lambda pred, span, tl, pl, calibration, cal, stats: None
+    return lambda pred, b, q, lab, softmax: 0.0
+
+
+@njit(**HELPER)
+def _calibrate(pred, span, tl, pl, calibration, cal, stats):
+    """Add a decoded block's counted pixels to the thread's confidence histograms."""
+    b, start, stop = span
+    for j in range(stop - start):
+        t = tl[j]
+        p = pl[j]
+        if t < 0 or p < 0:
+            continue
+        conf = _confidence_at(pred, b, start + j, p, calibration.softmax)
+        k, units = _confidence_bin(conf, calibration.edges, stats)
+        if k >= 0:
+            cal[CAL_PIXELS, k] += 1
+            cal[CAL_CORRECT, k] += np.int64(t == p)
+            cal[CAL_CONFIDENCE, k] += units
 
 
 def _label_pair_block(pred, true, span, classes, scratch, stats, pair, table, calibration,
@@ -1724,10 +1738,12 @@ def hard_kernel(num_classes: int, n_threads: int, table_slack: int | None = None
 
 
 @njit(**HELPER)
-def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats):
+def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats, calibration, bins, units):
     """Labels of the pixels [g0, g1) of the batch (images back to back) into tl / pl.
 
-    A pixel whose truth or prediction is not counted is SKIP in both.
+    A pixel whose truth or prediction is not counted is SKIP in both. With calibration,
+    each counted pixel's confidence bin and units go into `bins` / `units` (bin -1 for
+    the others).
     """
     n_pix = _n_pixels(pred)
     pred_classes = _pred_classes(classes)
@@ -1753,6 +1769,16 @@ def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats):
         skip = (tl[j] < 0) | (pl[j] < 0)
         tl[j] = SKIP if skip else tl[j]
         pl[j] = SKIP if skip else pl[j]
+    if calibration.edges.size == 0:
+        return
+    for j in range(g1 - g0):
+        bins[j] = -1
+        if tl[j] < 0:
+            continue
+        g = g0 + j
+        b = g // n_pix
+        conf = _confidence_at(pred, b, g - b * n_pix, pl[j], calibration.softmax)
+        bins[j], units[j] = _confidence_bin(conf, calibration.edges, stats)
 
 
 @njit(**HELPER)
@@ -1781,19 +1807,44 @@ def _tally_owned(tl, pl, lo, hi, b, num_classes, counts):
 
 
 @njit(**KERNEL)
-def _decode_share(pred, true, classes, labels, stats, g0, t, n_threads):
+def _decode_share(pred, true, classes, labels, stats, calibration, marks, g0, t, n_threads):
     """Thread `t`'s share of a round of :func:`hard_counts_shared` (the compiled kernel).
 
     Chunks ``t, t + T, ...`` of the round starting at pixel `g0` of the batch, decoded
-    into ``labels.true[r]`` / ``labels.pred[r]`` (r the chunk's place in the round).
+    into ``labels.true[r]`` / ``labels.pred[r]`` (r the chunk's place in the round), and
+    with calibration their confidence bins into ``marks``.
     """
     total = pred.shape[0] * _n_pixels(pred)
+    calibrating = calibration.edges.size > 0
     for r in range(t, labels.true.shape[0], n_threads):
         c0 = g0 + r * BLOCK
         if c0 >= total:
             break
+        bins = marks.bins[r] if calibrating else marks.bins[0]
+        units = marks.units[r] if calibrating else marks.units[0]
         _decode_chunk(pred, true, c0, min(total, c0 + BLOCK), classes, labels.true[r],
-                      labels.pred[r], stats[t])  # fmt: skip
+                      labels.pred[r], stats[t], calibration, bins, units)  # fmt: skip
+
+
+@njit(**HELPER)
+def _calibration_share(labels, marks, out, n_pix, total, g0, t, n_threads):
+    """Owner `t`'s share of a round's confidence bins: the pixels of images ``b % T == t``.
+
+    Each image's histogram row has one owner, so no two threads write one cell.
+    """
+    for r in range(labels.true.shape[0]):
+        c0 = g0 + r * BLOCK
+        c1 = min(total, c0 + BLOCK)
+        for g in range(c0, c1):
+            b = g // n_pix
+            if b % n_threads != t:
+                continue
+            k = marks.bins[r, g - c0]
+            if k < 0:
+                continue
+            out[b, CAL_PIXELS, k] += 1
+            out[b, CAL_CORRECT, k] += np.int64(labels.true[r, g - c0] == labels.pred[r, g - c0])
+            out[b, CAL_CONFIDENCE, k] += marks.units[r, g - c0]
 
 
 @njit(**HELPER)
@@ -1834,14 +1885,12 @@ def hard_counts_shared(pred: Any, true: Any, classes: Classes, counts: HardCount
        two threads write one cell. Each owner reads the whole round (T times the labels
        in all), which is small beside the argmax over many classes.
 
+    With `calibration`, decoding also bins each counted pixel's confidence into the
+    round's :class:`ConfidenceMarks`, and a third step adds them into the histograms, the
+    rows of image ``b`` by owner ``b % T``.
+
     Counts are integers: identical to :func:`hard_counts` for any thread count.
     """
-    if calibration is not None and np.size(calibration.edges):
-        raise ValueError(
-            "confidence histograms are computed with per-thread tables; with this many "
-            "classes and threads they exceed fastseg.kernels.TABLE_SLACK: raise it, or use "
-            "fewer threads (numba.set_num_threads)"
-        )
     pred, true, classes, counts, stats, n_threads = _arguments(
         pred, true, classes, counts, stats, n_threads, soft=False)  # fmt: skip
     n_pix = _pixels_per_image(pred)
@@ -1849,11 +1898,24 @@ def hard_counts_shared(pred: Any, true: Any, classes: Classes, counts: HardCount
     per_round = n_threads * ROUND_BLOCKS
     labels = BlockLabels(np.empty((per_round, BLOCK), np.int32),
                          np.empty((per_round, BLOCK), np.int32))  # fmt: skip
+    if calibration is None:
+        calibration = no_calibration(n_threads, pred.shape[0])
+    else:
+        calibration = _calibration_arguments(calibration, pred, n_threads)
+    calibrating = calibration.edges.size > 0
+    rows = per_round if calibrating else 1
+    marks = ConfidenceMarks(np.empty((rows, BLOCK if calibrating else 0), np.int32),
+                            np.empty((rows, BLOCK if calibrating else 0), np.int64))  # fmt: skip
     thread_stats = np.zeros((n_threads, N_STATS), np.int64)
     for g0 in range(0, total, per_round * BLOCK):
-        run_shares(_decode_share, n_threads, pred, true, classes, labels, thread_stats, g0)
+        run_shares(_decode_share, n_threads, pred, true, classes, labels, thread_stats,
+                   calibration, marks, g0)  # fmt: skip
         run_shares(_tally_share, n_threads, labels, counts, n_pix, total, g0)
+        if calibrating:
+            run_shares(_calibration_share, n_threads, labels, marks, calibration.out, n_pix,
+                       total, g0)  # fmt: skip
     _merge_stats(thread_stats, stats)
+    _merge_range(thread_stats, stats)
 
 
 @_specialised

@@ -824,3 +824,22 @@ def test_a_float64_confidence_is_binned_as_float32_like_torchmetrics():
     scores = np.full((1, 1, 2, 3), 0.1)
     cal = fastseg.counts(np.zeros((1, 1, 2), np.uint8), scores, calibration=10).calibration
     assert cal.pixels[0].tolist() == [0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_shared_table_kernel_bins_the_same(monkeypatch, threads):
+    # Many classes and threads choose the kernel without per-thread tables: its
+    # histograms (owners by image) equal the per-thread tables' and the oracle.
+    truth, scores = batch(7, (3, 40, 30), 6)
+    truth[0, :3] = 255
+    expected = fastseg.counts(truth, scores, ignore_index=255, calibration=9)
+    monkeypatch.setattr(kernels, "TABLE_SLACK", -(2**40))
+    assert kernels.hard_kernel(6, threads) is kernels.hard_counts_shared
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        shared = fastseg.counts(truth, scores, ignore_index=255, calibration=9)
+    finally:
+        numba.set_num_threads(before)
+    assert shared == expected
+    np.testing.assert_array_equal(got(shared), oracle(truth, scores, 9, keep=truth != 255))
