@@ -389,6 +389,13 @@ def _dataset_arguments(ev: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --calibration: the predictions are logits; confidences are their softmax",
     )
+    ev.add_argument(
+        "--boundary",
+        type=float,
+        metavar="D",
+        help="also count Boundary IoU (Cheng et al. 2021) with boundaries D wide: D >= 1 "
+        "pixels, or D < 1 a fraction of the image diagonal (the paper uses 0.02)",
+    )
 
 
 def _class_names_file(path: str | None) -> list[str] | None:
@@ -510,6 +517,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         instance_suffix=getattr(args, "instance_suffix", None),
         calibration=getattr(args, "calibration", None),
         calibration_softmax=getattr(args, "calibration_softmax", False),
+        boundary=getattr(args, "boundary", None),
     )
     log.info("evaluated %s images in %.2f s", report.n_images, time.perf_counter() - started)
     _emit(report, args, output, plot)

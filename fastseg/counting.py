@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numba
 import numpy as np
 
 from fastseg import kernels
+from fastseg.boundary import BoundarySums, boundary_counts, boundary_width, check_width
 from fastseg.calibration import CalibrationSums, check_bins, check_options
+from fastseg.class_images import class_images, ignored_value
 from fastseg.counts import Counts
 from fastseg.inputs import Prepared, check_num_classes, prepare, swap_hint
 from fastseg.labelmaps import Lookup
@@ -22,6 +24,7 @@ def count_prepared(
     check_range: bool | None = None,
     calibration: int | None = None,
     softmax: bool = False,
+    boundary: float | None = None,
 ) -> Counts:
     """Run the kernel over prepared inputs and check what it found.
 
@@ -41,6 +44,9 @@ def count_prepared(
     softmax : bool, default False
         With `calibration`: the scores are logits; the confidence is their softmax at
         the predicted class. Without it, confidences outside [0, 1] are refused.
+    boundary : int or float, optional
+        Also count boundary pixels (:mod:`fastseg.boundary`) at this width: pixels
+        (``>= 1``) or a fraction of the image diagonal (``< 1``); 2-D and 3-D images.
 
     Raises
     ------
@@ -102,7 +108,47 @@ def count_prepared(
                 "for their softmax (calibration_softmax=True, --calibration-softmax)"
             )
         extras["calibration"] = CalibrationSums.from_kernel(cal.out, calibration, softmax)
+    if boundary is not None:
+        check_boundary(prep, soft=soft, width=boundary)
+        extras["boundary"] = count_boundaries(prep, boundary, threads)
     return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]), extras=extras)
+
+
+def count_boundaries(
+    prep: Prepared,
+    width: float,
+    n_threads: int,
+    halo: Sequence[tuple[int, int]] | None = None,
+    image_shape: Sequence[int] | None = None,
+) -> BoundarySums:
+    """The boundary counts of prepared (and counted) inputs at `width`, per image.
+
+    `halo`: the inputs are blocks of larger images, of spatial shape `image_shape`, with
+    that many extra pixels on each side of each spatial axis
+    (:func:`fastseg.boundary.boundary_counts`); a `width` below 1 is a fraction of the
+    diagonal of `image_shape` (default: the inputs' own images).
+    """
+    n = prep.num_classes
+    pixels = boundary_width(prep.spatial_shape if image_shape is None else image_shape, width)
+    rows = [np.zeros((prep.n_images, n), np.int64) for _ in range(3)]
+    for b0, true_cls, pred_cls in class_images(prep):
+        found = boundary_counts(true_cls, pred_cls, n, pixels, ignore_index=ignored_value(n),
+                                halo=halo, n_threads=n_threads)  # fmt: skip
+        for out, part in zip(rows, found, strict=True):
+            out[b0 : b0 + part.shape[0]] = part
+    return BoundarySums(*rows, width=width)
+
+
+def check_boundary(prep: Prepared, *, soft: bool, width: float) -> None:
+    """Refuse boundary counts of inputs that cannot give them (a ValueError)."""
+    check_width(width)
+    if soft:
+        raise ValueError("boundary counts are counts of hard labels: leave out soft=True")
+    if len(prep.spatial_shape) not in (2, 3):
+        raise ValueError(
+            f"boundary counts need 2-D images or 3-D volumes; these images have "
+            f"{len(prep.spatial_shape)} spatial axes"
+        )
 
 
 def check_calibration(prep: Prepared, *, soft: bool, n_bins: int) -> None:
@@ -123,7 +169,7 @@ def check_calibration(prep: Prepared, *, soft: bool, n_bins: int) -> None:
 
 #: Options of the statistics computed beside the counts, not of reading the inputs: an
 #: options dict of :func:`count_arrays` may hold them beside :func:`prepare`'s.
-EXTRA_OPTIONS = ("calibration", "calibration_softmax")
+EXTRA_OPTIONS = ("calibration", "calibration_softmax", "boundary")
 
 
 def reading_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +185,8 @@ def count_arrays(y_true: Any, y_pred: Any, options: dict[str, Any]) -> tuple[Pre
     """
     prep = prepare(y_true, y_pred, **reading_options(options))
     counted = count_prepared(prep, soft=options["soft"], calibration=options.get("calibration"),
-                             softmax=bool(options.get("calibration_softmax")))  # fmt: skip
+                             softmax=bool(options.get("calibration_softmax")),
+                             boundary=options.get("boundary"))  # fmt: skip
     return prep, counted
 
 
@@ -150,6 +197,8 @@ def check_extras(prep: Prepared, options: dict[str, Any]) -> None:
     """
     if options.get("calibration") is not None:
         check_calibration(prep, soft=options["soft"], n_bins=options["calibration"])
+    if options.get("boundary") is not None:
+        check_boundary(prep, soft=options["soft"], width=options["boundary"])
 
 
 def _unmapped_ids(prep: Prepared, side: str) -> np.ndarray:
@@ -280,6 +329,7 @@ def counts(
     reduce_zero_label: bool = False,
     calibration: int | None = None,
     calibration_softmax: bool = False,
+    boundary: float | None = None,
 ) -> Counts:
     """Count a batch: per-image intersection, predicted and true pixels, and confusion.
 
@@ -320,6 +370,11 @@ def counts(
         probabilities as `y_pred`.
     calibration_softmax : bool, default False
         With `calibration`: `y_pred` holds logits; confidences are their softmax.
+    boundary : int or float, optional
+        Also count the boundary pixels of every class for Boundary IoU (Cheng et al.,
+        2021; :mod:`fastseg.boundary`) at this width: pixels (``>= 1``), or a fraction
+        of the image diagonal (``< 1``; the paper uses 0.02). 2-D images or 3-D volumes
+        (:attr:`Counts.boundary <fastseg.counts.Counts.boundary>`).
 
     Returns
     -------
@@ -342,7 +397,7 @@ def counts(
                    label_map_pred=label_map_pred,
                    reduce_zero_label=reduce_zero_label)  # fmt: skip
     return count_prepared(prep, soft=soft, calibration=calibration,
-                          softmax=calibration_softmax)  # fmt: skip
+                          softmax=calibration_softmax, boundary=boundary)  # fmt: skip
 
 
 def confusion_matrix(

@@ -26,6 +26,7 @@ import numpy as np
 
 from fastseg import counting as counting_
 from fastseg import progress as progress_
+from fastseg.boundary import boundary_width, check_width
 from fastseg.calibration import check_bins
 from fastseg.calibration import check_options as check_calibration_options
 from fastseg.checkpoint import BlockFile, Checkpoint, load_block, save_block
@@ -181,14 +182,20 @@ def _count_block(
     options: dict[str, Any],
     threads: int,
     save_to: BlockFile | None,
+    halo: BlockHalo | None = None,
 ) -> Counts:
     """Task: count one block (truth `t`, prediction `p`) whose first image is `b0`.
 
-    Its counts start at image `b0`; they are saved to `save_to` when it is given.
+    Its counts start at image `b0`; they are saved to `save_to` when it is given. With
+    `halo`, both inputs carry its extra pixels for the boundary counts: the other counts
+    are made of the block without them.
     """
     try:
         with numba_threads(threads):
-            _, c = counting_.count_arrays(t, p, options)
+            if halo is None:
+                _, c = counting_.count_arrays(t, p, options)
+            else:
+                c = _count_with_halo(t, p, options, halo, threads)
     except ValueError as exc:
         last = b0 + p.shape[0] - 1
         raise ValueError(f"block {block} (images {b0}-{last}): {exc}") from exc
@@ -196,6 +203,108 @@ def _count_block(
     if save_to is not None:
         save_block(save_to, counts)
     return counts
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockHalo:
+    """The halo one block of a boundary count reads from its neighbours.
+
+    Attributes
+    ----------
+    sides : tuple of (int, int)
+        Extra pixels before and after the block along each spatial axis (0 at the
+        image's edges).
+    image_shape : tuple of int
+        The spatial shape of the whole image (for widths given as a fraction).
+    """
+
+    sides: tuple[tuple[int, int], ...]
+    image_shape: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Halo:
+    """The halos of a boundary count out of core.
+
+    `depth` pixels on the spatial axes that the blocks split, read from the neighbouring
+    blocks (Dask's overlap).
+    """
+
+    depth: int
+    image_shape: tuple[int, ...]
+
+    @staticmethod
+    def spatial_axes(ndim: int, kind: str, axis: int | None) -> list[int]:
+        return [a for a in range(1, ndim) if not (kind == "scores" and a == axis)]
+
+    def widen(self, arr: Any) -> Any:
+        """`arr` rechunked so that every spatial chunk holds at least `depth` pixels."""
+        from dask.array.overlap import ensure_minimum_chunksize
+
+        chunks = list(arr.chunks)
+        for a in range(1, arr.ndim):  # the class axis is whole: one chunk
+            if len(chunks[a]) > 1 and min(chunks[a]) < self.depth:
+                chunks[a] = ensure_minimum_chunksize(self.depth, chunks[a])
+        return arr if tuple(chunks) == arr.chunks else arr.rechunk(tuple(chunks))
+
+    def overlap(self, arr: Any, kind: str, axis: int | None) -> Any:
+        """The blocks of `arr` with their halos, as Dask delayed objects."""
+        import dask.array as da
+
+        depth = {a: self.depth if arr.numblocks[a] > 1 else 0
+                 for a in self.spatial_axes(arr.ndim, kind, axis)}  # fmt: skip
+        depth |= {a: 0 for a in range(arr.ndim) if a not in depth}
+        return da.overlap.overlap(arr, depth=depth, boundary="none").to_delayed()
+
+    def block(
+        self, block: tuple[int, ...], kind: str, axis: int | None, numblocks: tuple[int, ...]
+    ) -> BlockHalo:
+        """The halo of the prediction block `block` (spatial sides in image order)."""
+        sides = []
+        for a in self.spatial_axes(len(numblocks), kind, axis):
+            if numblocks[a] == 1:
+                sides.append((0, 0))
+                continue
+            sides.append((self.depth if block[a] > 0 else 0,
+                          self.depth if block[a] < numblocks[a] - 1 else 0))  # fmt: skip
+        return BlockHalo(tuple(sides), self.image_shape)
+
+
+def _boundary_halo(p_arr: Any, kind: str, axis: int | None, width: float) -> _Halo | None:
+    """How blocks of `p_arr` read their neighbours for boundary counts (None: no need)."""
+    spatial = _Halo.spatial_axes(p_arr.ndim, kind, axis)
+    image_shape = tuple(int(p_arr.shape[a]) for a in spatial)
+    if all(p_arr.numblocks[a] == 1 for a in spatial):
+        return None  # whole images in every block
+    return _Halo(boundary_width(image_shape, width), image_shape)
+
+
+def _count_with_halo(
+    t: np.ndarray, p: np.ndarray, options: dict[str, Any], halo: BlockHalo, threads: int
+) -> Counts:
+    """The counts of a block given with its halo.
+
+    Boundaries are counted from all of it, everything else from the block itself.
+    """
+
+    def inner(x: np.ndarray, spatial: list[int]) -> np.ndarray:
+        index: list[slice] = [slice(None)] * x.ndim
+        for a, (lo, hi) in zip(spatial, halo.sides, strict=True):
+            index[a] = slice(lo, x.shape[a] - hi)
+        return x[tuple(index)]
+
+    prep = prepare(t, p, **counting_.reading_options(options))
+    kinds = (prep.true_kind, prep.pred_kind)
+    axis = -1 if options["class_axis"] is None else int(options["class_axis"])
+    t_axes, p_axes = (
+        _Halo.spatial_axes(x.ndim, kind, axis % x.ndim)
+        for x, kind in zip((t, p), kinds, strict=True)
+    )
+    plain = {k: v for k, v in options.items() if k != "boundary"}
+    _, region = counting_.count_arrays(inner(t, t_axes), inner(p, p_axes), plain)
+    found = counting_.count_boundaries(prep, options["boundary"], threads, halo=halo.sides,
+                                       image_shape=halo.image_shape)  # fmt: skip
+    return dataclasses.replace(region, extras={**region.extras, "boundary": found})
 
 
 def _fingerprint(
@@ -250,6 +359,7 @@ def plan(
     instance_suffix: str | None = None,
     calibration: int | None = None,
     calibration_softmax: bool = False,
+    boundary: float | None = None,
 ) -> Plan:
     """Check both inputs and every option, and build the lazy evaluation; nothing is computed.
 
@@ -285,6 +395,10 @@ def plan(
         options["calibration_softmax"] = bool(calibration_softmax)
         if soft:
             raise ValueError("calibration bins hard predictions' confidences: leave out soft=True")
+    if boundary is not None:
+        options["boundary"] = check_width(boundary)
+        if soft:
+            raise ValueError("boundary counts are counts of hard labels: leave out soft=True")
     if instances is not None and instances is not False:
         check_instance_options(options)
     if is_file_input(pred) or is_file_input(true):  # folders, globs, lists of files
@@ -326,6 +440,11 @@ def plan(
     if axis is not None:
         p_arr = _whole_class_axis(p_src, axis) if pred_kind == "scores" else p_arr
         t_arr = _whole_class_axis(t_src, axis) if true_kind == "scores" else t_arr
+    halo = None
+    if options.get("boundary") is not None:
+        halo = _boundary_halo(p_arr, pred_kind, axis, options["boundary"])
+        if halo is not None:
+            p_arr = halo.widen(p_arr)
     wanted = _truth_chunks(p_arr.chunks, pred_kind, true_kind, axis, channels or n)
     if t_arr.chunks != wanted:
         t_arr = t_arr.rechunk(wanted)
@@ -349,8 +468,8 @@ def plan(
         ckpt = Checkpoint(checkpoint, _fingerprint(p_src, t_src, p_arr.chunks, options))
         done = ckpt.done(p_arr.numblocks)
 
-    p_blocks = p_arr.to_delayed()
-    t_blocks = t_arr.to_delayed()
+    p_blocks = p_arr.to_delayed() if halo is None else halo.overlap(p_arr, pred_kind, axis)
+    t_blocks = t_arr.to_delayed() if halo is None else halo.overlap(t_arr, true_kind, axis)
     starts = np.cumsum((0, *p_arr.chunks[0])).tolist()
     parts = []
     counting = set()
@@ -382,6 +501,7 @@ def plan(
             options,
             kernel_threads,
             save_to,
+            None if halo is None else halo.block(block, pred_kind, axis, p_arr.numblocks),
         )
         parts.append(task)
         counting.add(task.key)
@@ -625,6 +745,7 @@ def evaluate(
     instance_sizes: Mapping[str | int, float] | None = None,
     calibration: int | None = None,
     calibration_softmax: bool = False,
+    boundary: float | None = None,
 ) -> Report:
     """Evaluate predictions against truth chunk by chunk, in bounded memory.
 
@@ -718,6 +839,11 @@ def evaluate(
         :mod:`fastseg.calibration`). Needs float probabilities as predictions.
     calibration_softmax : bool, default False
         With `calibration`: the predictions are logits; confidences are their softmax.
+    boundary : int or float, optional
+        Also count boundary pixels for Boundary IoU (``Report.extra_columns``,
+        :mod:`fastseg.boundary`) at this width: pixels (``>= 1``) or a fraction of the
+        image diagonal (``< 1``; the paper's 0.02). Blocks that split an image read a
+        halo of the width from their neighbours, so the counts equal the in-memory ones.
 
     Returns
     -------
@@ -788,6 +914,7 @@ def evaluate(
             instance_suffix=instance_suffix,
             calibration=calibration,
             calibration_softmax=calibration_softmax,
+            boundary=boundary,
         )
         resolve_groups(groups, p.num_classes, p.class_names)  # before any compute
         resolve_instance_sizes(instance_sizes, p.num_classes, p.class_names)
@@ -816,6 +943,7 @@ def evaluate(
         soft=soft,
         calibration=p.options.get("calibration"),
         calibration_softmax=bool(p.options.get("calibration_softmax")),
+        boundary=p.options.get("boundary"),
     )
     acc.add_counts(counts, p.ids)
     policy = p.policy

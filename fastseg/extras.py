@@ -6,10 +6,11 @@ named in a file's metadata is built by its class here.
 
 from __future__ import annotations
 
+from fastseg.boundary import BoundarySums
 from fastseg.calibration import CalibrationSums
 from fastseg.image_stats import ImageStat
 
 #: Kind -> class of every per-image statistic (:attr:`ImageStat.KIND`).
 EXTRA_KINDS: dict[str, type[ImageStat]] = {
-    cls.KIND: cls for cls in (CalibrationSums,)
+    cls.KIND: cls for cls in (BoundarySums, CalibrationSums)
 }

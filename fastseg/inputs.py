@@ -107,6 +107,9 @@ class Prepared:
     dropped_axes : tuple of (int or None)
         The (truth, prediction) channel axis of length 1 that rule 1 dropped from a
         label map, or None: the views are those of the input without that axis.
+    spatial_shape : tuple of int
+        The shape of one image (or volume), without the batch and class axes: the
+        layout of the flat pixels of the views.
     """
 
     pred: np.ndarray
@@ -124,6 +127,7 @@ class Prepared:
     pred_lut: Lookup | None = None
     post: bool = False
     dropped_axes: tuple[int | None, int | None] = (None, None)
+    spatial_shape: tuple[int, ...] = ()
 
     @property
     def kernel_lookups(self) -> tuple[Lookup | None, Lookup | None]:
@@ -947,9 +951,14 @@ def prepare(
                                else view(true, true_kind, "y_true"))  # fmt: skip
     # A thresholded map has no class axis: for chunking it is a label map.
     pred_kind, true_kind = (k.replace("map", "labels") for k in (pred_kind, true_kind))
+    if "scores" in (pred_kind, true_kind) and axis is not None:
+        scores = pred if pred_kind == "scores" else true
+        spatial_shape = tuple(np.delete(np.asarray(scores.shape), axis)[1:].tolist())
+    else:
+        spatial_shape = tuple(true.shape[1:])
     return Prepared(pred_view, true_view, n, pred_kind, true_kind, ignore,
                     pred_convert, true_convert, true.dtype, pred.dtype, channels,
-                    true_lut, pred_lut, post, dropped)  # fmt: skip
+                    true_lut, pred_lut, post, dropped, spatial_shape)  # fmt: skip
 
 
 def _lookups(

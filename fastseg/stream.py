@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from fastseg._version import __version__
+from fastseg.boundary import check_width
 from fastseg.calibration import check_options
 from fastseg.counting import count_prepared
 from fastseg.counts import Counts, corrupt_file, counts_from_arrays, load_versioned, save_counts
@@ -84,6 +85,9 @@ class Accumulator:
         (:mod:`fastseg.calibration`). Needs float probabilities as predictions.
     calibration_softmax : bool, default False
         With `calibration`: the predictions are logits; confidences are their softmax.
+    boundary : int or float, optional
+        Also count boundary pixels for Boundary IoU (:mod:`fastseg.boundary`) at this
+        width: pixels (``>= 1``) or a fraction of the image diagonal (``< 1``).
 
     Notes
     -----
@@ -118,6 +122,7 @@ class Accumulator:
         groups: Mapping[str, Sequence[int | str]] | None = None,
         calibration: int | None = None,
         calibration_softmax: bool = False,
+        boundary: float | None = None,
     ) -> None:
         # The reading options are checked now, by the rules every entry point shares,
         # rather than at the first update.
@@ -151,6 +156,9 @@ class Accumulator:
         resolve_groups(groups, self.num_classes, class_names)  # checked now
         self.calibration = check_options(calibration, calibration_softmax)
         self.calibration_softmax = bool(calibration_softmax)
+        self.boundary = None if boundary is None else check_width(boundary)
+        if self.boundary is not None and self.soft:
+            raise ValueError("boundary counts are counts of hard labels: leave out soft=True")
         if self.calibration is not None and self.soft:
             raise ValueError("calibration bins hard predictions' confidences: leave out soft=True")
         self.groups: dict[str, list[int | str]] | None = (
@@ -228,7 +236,8 @@ class Accumulator:
             reduce_zero_label=self.reduce_zero_label,
         )
         counted = count_prepared(prep, soft=self.soft, calibration=self.calibration,
-                                 softmax=self.calibration_softmax)  # fmt: skip
+                                 softmax=self.calibration_softmax,
+                                 boundary=self.boundary)  # fmt: skip
         return self.add_counts(counted, ids)
 
     def add_counts(self, counts: Counts, ids: Sequence[Any] | None = None) -> Accumulator:
@@ -249,9 +258,13 @@ class Accumulator:
 
     def _extra_settings(self) -> dict[str, dict[str, Any]]:
         """The per-image statistics this accumulator computes: kind -> setting."""
-        if self.calibration is None:
-            return {}
-        return {"calibration": {"n_bins": self.calibration, "softmax": self.calibration_softmax}}
+        settings: dict[str, dict[str, Any]] = {}
+        if self.calibration is not None:
+            settings["calibration"] = {"n_bins": self.calibration,
+                                       "softmax": self.calibration_softmax}  # fmt: skip
+        if self.boundary is not None:
+            settings["boundary"] = {"width": self.boundary}
+        return settings
 
     def _check_extras(self, counts: Counts, error: Callable[[str], Exception]) -> None:
         """Raise ``error(why)`` unless `counts` carry this accumulator's per-image statistics.
@@ -266,7 +279,7 @@ class Accumulator:
             return
         raise error(
             f"they carry {held or 'no per-image statistics'}, this Accumulator computes "
-            f"{wanted or 'none'} (its calibration option)"
+            f"{wanted or 'none'} (its calibration and boundary options)"
         )
 
     def _append(self, counts: Counts, names: list[str | None], n_images: int) -> Accumulator:
@@ -295,7 +308,7 @@ class Accumulator:
     def _check_compatible(self, other: Accumulator) -> None:
         fields = ("num_classes", "class_names", "ignore_index", "soft", "per_image",
                   "label_map", "label_map_pred", "reduce_zero_label", "calibration",
-                  "calibration_softmax")  # fmt: skip
+                  "calibration_softmax", "boundary")  # fmt: skip
         mine = tuple(getattr(self, f) for f in fields)
         theirs = tuple(getattr(other, f) for f in fields)
         if mine != theirs:
@@ -448,6 +461,7 @@ class Accumulator:
             "groups": self.groups,
             "calibration": self.calibration,
             "calibration_softmax": self.calibration_softmax,
+            "boundary": self.boundary,
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -463,9 +477,10 @@ class Accumulator:
         and ``meta``, a JSON string with ``format``
         (``"fastseg.accumulator"``), ``version``, the constructor options, ``n_images``,
         ``ignored`` and the writing fastseg's ``fastseg_version``. With per-image
-        statistics (``calibration``), version 2: their arrays ``x.<kind>.<field>`` (one
-        row per image) and their settings in ``meta["extras"]``
-        (:func:`fastseg.counts.save_counts`); without them, version 1. No pickles; no
+        statistics (``calibration``, ``boundary``), version 2: their arrays
+        ``x.<kind>.<field>`` (one row per image) and their settings in
+        ``meta["extras"]`` (:func:`fastseg.counts.save_counts`); without them, version
+        1. No pickles; no
         suffix is added to `path`.
         """
         meta = {**self._options(), "n_images": self.n_images, "fastseg_version": __version__}
@@ -498,7 +513,7 @@ class Accumulator:
             # Options added after version 1 was defined: absent from older files.
             later = ("threshold", "spatial_dims", "label_map", "label_map_pred",
                      "reduce_zero_label", "groups", "calibration",
-                     "calibration_softmax")  # fmt: skip
+                     "calibration_softmax", "boundary")  # fmt: skip
             options.update({k: meta[k] for k in later if meta.get(k) is not None})
             acc = cls(meta["num_classes"], **options)
             n_images = meta["n_images"]
