@@ -571,8 +571,8 @@ def boundary_counts(
 def check_width(width: object) -> float | int:
     """The boundary width as given (pixels, or a fraction of the diagonal), checked."""
     boundary_width((1000, 1000), width)  # type: ignore[arg-type]
-    assert isinstance(width, numbers.Real)
-    return int(width) if float(width) >= 1 else float(width)
+    value = float(width)  # type: ignore[arg-type]
+    return int(value) if value >= 1 else value
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -396,6 +396,31 @@ def _dataset_arguments(ev: argparse.ArgumentParser) -> None:
         help="also count Boundary IoU (Cheng et al. 2021) with boundaries D wide: D >= 1 "
         "pixels, or D < 1 a fraction of the image diagonal (the paper uses 0.02)",
     )
+    ev.add_argument(
+        "--surface",
+        type=float,
+        nargs="+",
+        metavar="TAU",
+        help="also score each image's surfaces as MONAI does: normalised surface Dice at "
+        "tolerance TAU (one, or one per class; in spacing units, e.g. mm) and the "
+        "Hausdorff distance at --percentile (HD95)",
+    )
+    ev.add_argument(
+        "--spacing",
+        type=float,
+        nargs="+",
+        metavar="S",
+        help="with --surface: voxel size, one or one per spatial axis in array order "
+        "(default: each NIfTI file's own, else 1)",
+    )
+    ev.add_argument(
+        "--percentile",
+        type=_percentile,
+        default=95.0,
+        metavar="P",
+        help="with --surface: the Hausdorff distance's percentile (default 95); 'max' for "
+        "the maximum",
+    )
 
 
 def _class_names_file(path: str | None) -> list[str] | None:
@@ -518,10 +543,30 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         calibration=getattr(args, "calibration", None),
         calibration_softmax=getattr(args, "calibration_softmax", False),
         boundary=getattr(args, "boundary", None),
+        surface=_one_or_many(getattr(args, "surface", None)),
+        spacing=_one_or_many(getattr(args, "spacing", None)),
+        percentile=getattr(args, "percentile", 95.0),
     )
     log.info("evaluated %s images in %.2f s", report.n_images, time.perf_counter() - started)
     _emit(report, args, output, plot)
     return 0
+
+
+def _percentile(text: str) -> float | None:
+    """``--percentile``: a number, or ``max``."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentile or 'max': {text!r}") from None
+
+
+def _one_or_many(values: list[float] | None) -> float | list[float] | None:
+    """A list option of one value as that value."""
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else values
 
 
 def _instances_arg(value: str | bool | None) -> str | list[str] | bool | None:

@@ -13,8 +13,10 @@ from fastseg.boundary import BoundarySums, boundary_counts, boundary_width, chec
 from fastseg.calibration import CalibrationSums, check_bins, check_options
 from fastseg.class_images import class_images, ignored_value
 from fastseg.counts import Counts
+from fastseg.image_stats import ImageStat
 from fastseg.inputs import Prepared, check_num_classes, prepare, swap_hint
 from fastseg.labelmaps import Lookup
+from fastseg.surface import SurfaceStat, check_surface_options, surface_scores
 
 
 def count_prepared(
@@ -25,6 +27,10 @@ def count_prepared(
     calibration: int | None = None,
     softmax: bool = False,
     boundary: float | None = None,
+    surface: Any = None,
+    spacing: Any = None,
+    percentile: float | None = 95.0,
+    case_spacing: Any = None,
 ) -> Counts:
     """Run the kernel over prepared inputs and check what it found.
 
@@ -47,6 +53,14 @@ def count_prepared(
     boundary : int or float, optional
         Also count boundary pixels (:mod:`fastseg.boundary`) at this width: pixels
         (``>= 1``) or a fraction of the image diagonal (``< 1``); 2-D and 3-D images.
+    surface, spacing, percentile : optional
+        Also score every image's surfaces (:mod:`fastseg.surface`): surface Dice at the
+        tolerance `surface` (one, or one per class) and the `percentile` Hausdorff
+        distance (None: the maximum), distances scaled by `spacing` (one, or one per
+        spatial axis; default 1).
+    case_spacing : sequence of float, optional
+        Without `spacing`: the voxel size of these images, from their files (a NIfTI
+        header); the scores' setting still says "spacing None" (each file's own).
 
     Raises
     ------
@@ -91,7 +105,7 @@ def count_prepared(
                 soft_range=soft and check_range, lookups=(true_lut, pred_lut),
                 unmapped=lambda side: _unmapped_ids(prep, side),
                 swapped=lambda: _looks_swapped(prep, stats))  # fmt: skip
-    extras = {}
+    extras: dict[str, ImageStat] = {}
     if cal is not None:
         assert calibration is not None
         if stats[kernels.PRED_RANGE]:
@@ -111,6 +125,10 @@ def count_prepared(
     if boundary is not None:
         check_boundary(prep, soft=soft, width=boundary)
         extras["boundary"] = count_boundaries(prep, boundary, threads)
+    if surface is not None:
+        setting = check_surface(prep, soft=soft, tolerance=surface, spacing=spacing,
+                                percentile=percentile)  # fmt: skip
+        extras["surface"] = score_surfaces(prep, setting, threads, case_spacing)
     return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]), extras=extras)
 
 
@@ -136,7 +154,52 @@ def count_boundaries(
                                 halo=halo, n_threads=n_threads)  # fmt: skip
         for out, part in zip(rows, found, strict=True):
             out[b0 : b0 + part.shape[0]] = part
-    return BoundarySums(*rows, width=width)
+    true_rows, pred_rows, both_rows = rows
+    return BoundarySums(true_rows, pred_rows, both_rows, width)
+
+
+def score_surfaces(
+    prep: Prepared, setting: dict[str, Any], n_threads: int, case_spacing: Any = None
+) -> SurfaceStat:
+    """The surface scores of prepared (and counted) inputs, per image (`setting`: checked).
+
+    Distances are scaled by the setting's spacing, else by `case_spacing`, else by 1.
+    """
+    spacing = setting["spacing"] if setting["spacing"] is not None else case_spacing
+    n = prep.num_classes
+    dice = np.full((prep.n_images, n), np.nan)
+    hd = np.full((prep.n_images, n), np.nan)
+    tolerance = setting["tolerance"]
+    for b0, true_cls, pred_cls in class_images(prep):
+        found = surface_scores(true_cls, pred_cls, n, spacing=spacing,
+                               tolerance=tolerance, percentile=setting["percentile"],
+                               ignore_index=ignored_value(n), n_threads=n_threads)  # fmt: skip
+        assert found.dice is not None
+        dice[b0 : b0 + found.hd.shape[0]] = found.dice
+        hd[b0 : b0 + found.hd.shape[0]] = found.hd
+    return SurfaceStat(dice, hd, **setting)
+
+
+def check_surface(
+    prep: Prepared, *, soft: bool, tolerance: Any, spacing: Any, percentile: Any
+) -> dict[str, Any]:
+    """The surface setting, or a ValueError for options these inputs cannot take."""
+    setting = check_surface_options(tolerance, spacing, percentile)
+    if soft:
+        raise ValueError("surface metrics compare hard labels: leave out soft=True")
+    ndim = len(prep.spatial_shape)
+    if ndim not in (2, 3):
+        raise ValueError(
+            f"surface metrics need 2-D images or 3-D volumes; these images have {ndim} "
+            "spatial axes"
+        )
+    space = setting["spacing"]
+    if isinstance(space, list) and len(space) not in (1, ndim):
+        raise ValueError(f"spacing has {len(space)} values for {ndim} spatial axes")
+    tol = setting["tolerance"]
+    if isinstance(tol, list) and len(tol) not in (1, prep.num_classes):
+        raise ValueError(f"surface has {len(tol)} tolerances for {prep.num_classes} classes")
+    return setting
 
 
 def check_boundary(prep: Prepared, *, soft: bool, width: float) -> None:
@@ -169,7 +232,8 @@ def check_calibration(prep: Prepared, *, soft: bool, n_bins: int) -> None:
 
 #: Options of the statistics computed beside the counts, not of reading the inputs: an
 #: options dict of :func:`count_arrays` may hold them beside :func:`prepare`'s.
-EXTRA_OPTIONS = ("calibration", "calibration_softmax", "boundary")
+EXTRA_OPTIONS = ("calibration", "calibration_softmax", "boundary", "surface", "spacing",
+                 "percentile", "case_spacing")  # fmt: skip
 
 
 def reading_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +250,10 @@ def count_arrays(y_true: Any, y_pred: Any, options: dict[str, Any]) -> tuple[Pre
     prep = prepare(y_true, y_pred, **reading_options(options))
     counted = count_prepared(prep, soft=options["soft"], calibration=options.get("calibration"),
                              softmax=bool(options.get("calibration_softmax")),
-                             boundary=options.get("boundary"))  # fmt: skip
+                             boundary=options.get("boundary"), surface=options.get("surface"),
+                             spacing=options.get("spacing"),
+                             percentile=options.get("percentile", 95.0),
+                             case_spacing=options.get("case_spacing"))  # fmt: skip
     return prep, counted
 
 
@@ -199,6 +266,10 @@ def check_extras(prep: Prepared, options: dict[str, Any]) -> None:
         check_calibration(prep, soft=options["soft"], n_bins=options["calibration"])
     if options.get("boundary") is not None:
         check_boundary(prep, soft=options["soft"], width=options["boundary"])
+    if options.get("surface") is not None:
+        check_surface(prep, soft=options["soft"], tolerance=options["surface"],
+                      spacing=options.get("spacing"),
+                      percentile=options.get("percentile", 95.0))  # fmt: skip
 
 
 def _unmapped_ids(prep: Prepared, side: str) -> np.ndarray:
@@ -330,6 +401,9 @@ def counts(
     calibration: int | None = None,
     calibration_softmax: bool = False,
     boundary: float | None = None,
+    surface: Any = None,
+    spacing: Any = None,
+    percentile: float | None = 95.0,
 ) -> Counts:
     """Count a batch: per-image intersection, predicted and true pixels, and confusion.
 
@@ -375,6 +449,15 @@ def counts(
         2021; :mod:`fastseg.boundary`) at this width: pixels (``>= 1``), or a fraction
         of the image diagonal (``< 1``; the paper uses 0.02). 2-D images or 3-D volumes
         (:attr:`Counts.boundary <fastseg.counts.Counts.boundary>`).
+    surface : float or sequence of float, optional
+        Also score each image's surfaces as MONAI does (:mod:`fastseg.surface`):
+        normalised surface Dice at this tolerance (one, or one per class; in spacing
+        units) and the Hausdorff distance at `percentile`
+        (:attr:`Counts.surface <fastseg.counts.Counts.surface>`).
+    spacing : float or sequence of float, optional
+        Voxel size, one or one per spatial axis, for the surface distances (default 1).
+    percentile : float or None, default 95
+        The Hausdorff distance's percentile (HD95); None: the maximum.
 
     Returns
     -------
@@ -397,7 +480,8 @@ def counts(
                    label_map_pred=label_map_pred,
                    reduce_zero_label=reduce_zero_label)  # fmt: skip
     return count_prepared(prep, soft=soft, calibration=calibration,
-                          softmax=calibration_softmax, boundary=boundary)  # fmt: skip
+                          softmax=calibration_softmax, boundary=boundary, surface=surface,
+                          spacing=spacing, percentile=percentile)  # fmt: skip
 
 
 def confusion_matrix(

@@ -53,6 +53,7 @@ from fastseg.policy import Aggregation, EmptyValue, Preset, resolve_groups, reso
 from fastseg.report import Report
 from fastseg.stores import Source, chunk_region, iter_block_indices, missing_chunks, open_source
 from fastseg.stream import Accumulator
+from fastseg.surface import check_surface_options
 
 log = logging.getLogger("fastseg")
 
@@ -360,6 +361,9 @@ def plan(
     calibration: int | None = None,
     calibration_softmax: bool = False,
     boundary: float | None = None,
+    surface: Any = None,
+    spacing: Any = None,
+    percentile: float | None = 95.0,
 ) -> Plan:
     """Check both inputs and every option, and build the lazy evaluation; nothing is computed.
 
@@ -399,6 +403,14 @@ def plan(
         options["boundary"] = check_width(boundary)
         if soft:
             raise ValueError("boundary counts are counts of hard labels: leave out soft=True")
+    if surface is not None:
+        setting = check_surface_options(surface, spacing, percentile)
+        options.update(surface=setting["tolerance"], spacing=setting["spacing"],
+                       percentile=setting["percentile"])  # fmt: skip
+        if soft:
+            raise ValueError("surface metrics compare hard labels: leave out soft=True")
+    elif spacing is not None:
+        raise ValueError("spacing applies to surface metrics: pass surface=tolerance")
     if instances is not None and instances is not False:
         check_instance_options(options)
     if is_file_input(pred) or is_file_input(true):  # folders, globs, lists of files
@@ -440,6 +452,11 @@ def plan(
     if axis is not None:
         p_arr = _whole_class_axis(p_src, axis) if pred_kind == "scores" else p_arr
         t_arr = _whole_class_axis(t_src, axis) if true_kind == "scores" else t_arr
+    if options.get("surface") is not None:
+        # Surface scores are per whole image: each block holds whole images.
+        whole = dict.fromkeys(_Halo.spatial_axes(p_arr.ndim, pred_kind, axis), -1)
+        if any(p_arr.numblocks[a] > 1 for a in whole):
+            p_arr = p_arr.rechunk(whole)
     halo = None
     if options.get("boundary") is not None:
         halo = _boundary_halo(p_arr, pred_kind, axis, options["boundary"])
@@ -746,6 +763,9 @@ def evaluate(
     calibration: int | None = None,
     calibration_softmax: bool = False,
     boundary: float | None = None,
+    surface: Any = None,
+    spacing: Any = None,
+    percentile: float | None = 95.0,
 ) -> Report:
     """Evaluate predictions against truth chunk by chunk, in bounded memory.
 
@@ -844,6 +864,15 @@ def evaluate(
         :mod:`fastseg.boundary`) at this width: pixels (``>= 1``) or a fraction of the
         image diagonal (``< 1``; the paper's 0.02). Blocks that split an image read a
         halo of the width from their neighbours, so the counts equal the in-memory ones.
+    surface : float or sequence of float, optional
+        Also score each image's (case's) surfaces as MONAI does (``Report.extra_columns``,
+        :mod:`fastseg.surface`): surface Dice at this tolerance (one, or one per class,
+        in spacing units) and the Hausdorff distance at `percentile`. Each image is
+        scored whole: blocks that split images are rechunked to whole images.
+    spacing : float or sequence of float, optional
+        Voxel size for the surface distances; default: each NIfTI file's own, else 1.
+    percentile : float or None, default 95
+        The Hausdorff distance's percentile (HD95); None: the maximum.
 
     Returns
     -------
@@ -915,6 +944,9 @@ def evaluate(
             calibration=calibration,
             calibration_softmax=calibration_softmax,
             boundary=boundary,
+            surface=surface,
+            spacing=spacing,
+            percentile=percentile,
         )
         resolve_groups(groups, p.num_classes, p.class_names)  # before any compute
         resolve_instance_sizes(instance_sizes, p.num_classes, p.class_names)
@@ -944,6 +976,9 @@ def evaluate(
         calibration=p.options.get("calibration"),
         calibration_softmax=bool(p.options.get("calibration_softmax")),
         boundary=p.options.get("boundary"),
+        surface=p.options.get("surface"),
+        spacing=p.options.get("spacing"),
+        percentile=p.options.get("percentile", 95.0),
     )
     acc.add_counts(counts, p.ids)
     policy = p.policy

@@ -9,8 +9,9 @@ from __future__ import annotations
 from fastseg.boundary import BoundarySums
 from fastseg.calibration import CalibrationSums
 from fastseg.image_stats import ImageStat
+from fastseg.surface import SurfaceStat
 
 #: Kind -> class of every per-image statistic (:attr:`ImageStat.KIND`).
 EXTRA_KINDS: dict[str, type[ImageStat]] = {
-    cls.KIND: cls for cls in (BoundarySums, CalibrationSums)
+    cls.KIND: cls for cls in (BoundarySums, CalibrationSums, SurfaceStat)
 }

@@ -377,6 +377,26 @@ def _fingerprint(
     }
 
 
+def _case_options(
+    options: dict[str, Any],
+    true: list[FileRef] | np.ndarray,
+    pred: list[FileRef] | np.ndarray,
+    j: int,
+) -> dict[str, Any]:
+    """The options of case `j`: surface distances in its file's own voxel spacing.
+
+    Without a ``spacing`` option, a surface score takes the spacing of the truth's NIfTI
+    header (else the prediction's), as MONAI's and nnU-Net's users expect.
+    """
+    if options.get("surface") is None or options.get("spacing") is not None:
+        return options
+    for items in (true, pred):
+        spacing = None if isinstance(items, np.ndarray) else items[j].header.spacing
+        if spacing is not None:
+            return {**options, "case_spacing": list(spacing)}
+    return options
+
+
 def _image(items: list[FileRef] | np.ndarray, j: int) -> np.ndarray:
     """Image `j` of a task's side, with its batch axis: a file read, or an array slice."""
     if isinstance(items, np.ndarray):
@@ -410,7 +430,7 @@ def count_files(
         t = _image(true, j)
         try:
             with numba_threads(threads):
-                prep, c = counting_.count_arrays(t, p, options)
+                prep, c = counting_.count_arrays(t, p, _case_options(options, true, pred, j))
             if instances is not None and rule is not None:
                 ids = _image(instances, j)
                 values, codes = instances_.prediction_for_tally(prep, p, options["class_axis"])

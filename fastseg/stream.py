@@ -26,6 +26,7 @@ from fastseg.inputs import prepare, prepare_options
 from fastseg.labelmaps import LabelMap, jsonable
 from fastseg.policy import Aggregation, EmptyValue, explain_keywords, resolve_groups
 from fastseg.report import Report
+from fastseg.surface import check_surface_options
 
 #: Confusion-matrix bytes of pending updates above which they are merged at once.
 PENDING_BYTES = 16 * 2**20
@@ -88,6 +89,11 @@ class Accumulator:
     boundary : int or float, optional
         Also count boundary pixels for Boundary IoU (:mod:`fastseg.boundary`) at this
         width: pixels (``>= 1``) or a fraction of the image diagonal (``< 1``).
+    surface, spacing, percentile : optional
+        Also score each image's surfaces (:mod:`fastseg.surface`, MONAI's numbers):
+        surface Dice at tolerance `surface` and the `percentile` Hausdorff distance
+        (default 95; None: the maximum), with voxel `spacing` (default 1). Per-case
+        scores: needs ``per_image=True``.
 
     Notes
     -----
@@ -123,6 +129,9 @@ class Accumulator:
         calibration: int | None = None,
         calibration_softmax: bool = False,
         boundary: float | None = None,
+        surface: Any = None,
+        spacing: Any = None,
+        percentile: float | None = 95.0,
     ) -> None:
         # The reading options are checked now, by the rules every entry point shares,
         # rather than at the first update.
@@ -159,6 +168,17 @@ class Accumulator:
         self.boundary = None if boundary is None else check_width(boundary)
         if self.boundary is not None and self.soft:
             raise ValueError("boundary counts are counts of hard labels: leave out soft=True")
+        self.surface: dict[str, Any] | None = None
+        if surface is not None:
+            self.surface = check_surface_options(surface, spacing, percentile)
+            if self.soft:
+                raise ValueError("surface metrics compare hard labels: leave out soft=True")
+            if not self.per_image:
+                raise ValueError(
+                    "surface metrics are scores per image (case): they need per_image=True"
+                )
+        elif spacing is not None:
+            raise ValueError("spacing applies to surface metrics: pass surface=tolerance")
         if self.calibration is not None and self.soft:
             raise ValueError("calibration bins hard predictions' confidences: leave out soft=True")
         self.groups: dict[str, list[int | str]] | None = (
@@ -235,9 +255,12 @@ class Accumulator:
             label_map_pred=self.label_map_pred,
             reduce_zero_label=self.reduce_zero_label,
         )
+        surface = self.surface or {}
         counted = count_prepared(prep, soft=self.soft, calibration=self.calibration,
-                                 softmax=self.calibration_softmax,
-                                 boundary=self.boundary)  # fmt: skip
+                                 softmax=self.calibration_softmax, boundary=self.boundary,
+                                 surface=surface.get("tolerance"),
+                                 spacing=surface.get("spacing"),
+                                 percentile=surface.get("percentile"))  # fmt: skip
         return self.add_counts(counted, ids)
 
     def add_counts(self, counts: Counts, ids: Sequence[Any] | None = None) -> Accumulator:
@@ -264,6 +287,8 @@ class Accumulator:
                                        "softmax": self.calibration_softmax}  # fmt: skip
         if self.boundary is not None:
             settings["boundary"] = {"width": self.boundary}
+        if self.surface is not None:
+            settings["surface"] = dict(self.surface)
         return settings
 
     def _check_extras(self, counts: Counts, error: Callable[[str], Exception]) -> None:
@@ -279,7 +304,7 @@ class Accumulator:
             return
         raise error(
             f"they carry {held or 'no per-image statistics'}, this Accumulator computes "
-            f"{wanted or 'none'} (its calibration and boundary options)"
+            f"{wanted or 'none'} (its calibration, boundary and surface options)"
         )
 
     def _append(self, counts: Counts, names: list[str | None], n_images: int) -> Accumulator:
@@ -308,7 +333,7 @@ class Accumulator:
     def _check_compatible(self, other: Accumulator) -> None:
         fields = ("num_classes", "class_names", "ignore_index", "soft", "per_image",
                   "label_map", "label_map_pred", "reduce_zero_label", "calibration",
-                  "calibration_softmax", "boundary")  # fmt: skip
+                  "calibration_softmax", "boundary", "surface")  # fmt: skip
         mine = tuple(getattr(self, f) for f in fields)
         theirs = tuple(getattr(other, f) for f in fields)
         if mine != theirs:
@@ -462,6 +487,7 @@ class Accumulator:
             "calibration": self.calibration,
             "calibration_softmax": self.calibration_softmax,
             "boundary": self.boundary,
+            "surface": self.surface,
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -515,6 +541,10 @@ class Accumulator:
                      "reduce_zero_label", "groups", "calibration",
                      "calibration_softmax", "boundary")  # fmt: skip
             options.update({k: meta[k] for k in later if meta.get(k) is not None})
+            if meta.get("surface") is not None:
+                surface = meta["surface"]
+                options.update(surface=surface["tolerance"], spacing=surface["spacing"],
+                               percentile=surface["percentile"])  # fmt: skip
             acc = cls(meta["num_classes"], **options)
             n_images = meta["n_images"]
             if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 0:
