@@ -244,7 +244,11 @@ class _Halo:
 
         chunks = list(arr.chunks)
         for a in range(1, arr.ndim):  # the class axis is whole: one chunk
-            if len(chunks[a]) > 1 and min(chunks[a]) < self.depth:
+            if len(chunks[a]) == 1 or min(chunks[a]) >= self.depth:
+                continue
+            if 2 * self.depth >= arr.shape[a]:
+                chunks[a] = (arr.shape[a],)  # the halos would cover it: read it whole
+            else:
                 chunks[a] = ensure_minimum_chunksize(self.depth, chunks[a])
         return arr if tuple(chunks) == arr.chunks else arr.rechunk(tuple(chunks))
 
@@ -485,6 +489,11 @@ def plan(
         ckpt = Checkpoint(checkpoint, _fingerprint(p_src, t_src, p_arr.chunks, options))
         done = ckpt.done(p_arr.numblocks)
 
+    # The kinds were decided on the whole arrays: a block is read as the same kinds, even
+    # where its own shape alone would be ambiguous (a last axis as long as N).
+    block_options = options
+    if options["spatial_dims"] is None and "scores" not in (pred_kind, true_kind):
+        block_options = {**options, "spatial_dims": p_arr.ndim - 1}
     p_blocks = p_arr.to_delayed() if halo is None else halo.overlap(p_arr, pred_kind, axis)
     t_blocks = t_arr.to_delayed() if halo is None else halo.overlap(t_arr, true_kind, axis)
     starts = np.cumsum((0, *p_arr.chunks[0])).tolist()
@@ -515,7 +524,7 @@ def plan(
             t_blocks[t_index],
             block,
             starts[block[0]],
-            options,
+            block_options,
             kernel_threads,
             save_to,
             None if halo is None else halo.block(block, pred_kind, axis, p_arr.numblocks),

@@ -360,20 +360,10 @@ class Accumulator:
 
     def copy(self) -> Accumulator:
         """An independent copy."""
-        out = Accumulator(
-            self.num_classes,
-            ignore_index=self.ignore_index,
-            class_axis=self.class_axis,
-            class_names=self.class_names,
-            per_image=self.per_image,
-            soft=self.soft,
-            threshold=self.threshold,
-            spatial_dims=self.spatial_dims,
-            label_map=self.label_map,
-            label_map_pred=self.label_map_pred,
-            reduce_zero_label=self.reduce_zero_label,
-            groups=self.groups,
-        )
+        # Every option attribute as it is (checked when this one was made), so an option
+        # added later cannot be left out; the state is copied below.
+        out = object.__new__(Accumulator)
+        out.__dict__.update(self.__dict__)
         out._parts = [Counts.merge([self.counts])]  # a merge of one part: a copy
         out._ids = list(self._ids)
         out._n_images = self._n_images

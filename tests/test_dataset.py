@@ -918,3 +918,16 @@ def test_a_label_map_with_a_channel_axis_of_one_is_read_everywhere(tmp_path, cap
             np.save(tmp_path / side / f"case{i}.npy", a)
     files = fastseg.evaluate(tmp_path / "t", tmp_path / "p", **kw)
     np.testing.assert_array_equal(files.confusion_matrix, expected)
+
+
+def test_blocks_are_read_as_the_kinds_decided_for_the_arrays(tmp_path):
+    # Two 3-D label-map stores: unambiguous as arrays (last axis 40, N = 6), but a block
+    # whose last axis is 6 long would alone look like one-hot masks of 6 classes.
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 6, (1, 4, 40, 40)).astype(np.uint8)
+    pred = rng.integers(0, 6, (1, 4, 40, 40)).astype(np.uint8)
+    zarr.create_array(tmp_path / "p.zarr", data=pred, chunks=(1, 2, 40, 6))
+    zarr.create_array(tmp_path / "t.zarr", data=truth, chunks=(1, 4, 40, 40))
+    report = fastseg.evaluate(str(tmp_path / "t.zarr"), str(tmp_path / "p.zarr"),
+                              num_classes=6, progress=False)  # fmt: skip
+    assert report.counts == fastseg.counts(truth, pred, num_classes=6)
