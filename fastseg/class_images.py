@@ -17,10 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numba
 import numpy as np
 
+from fastseg import kernels
 from fastseg.inputs import Prepared
 from fastseg.labelmaps import Lookup
+
+
+def lookup_codes(lut: Lookup | None) -> kernels.LabelCodes:
+    """A label-id map as the kernels apply it (:class:`fastseg.kernels.LabelCodes`)."""
+    if lut is None:
+        return kernels.NO_CODES
+    assert lut.dense is not None
+    return kernels.LabelCodes(lut.dense, lut.default)
 
 
 def ignored_value(num_classes: int) -> int:
@@ -36,10 +46,13 @@ def class_images(prep: Prepared) -> Iterator[tuple[int, np.ndarray, np.ndarray]]
     """
     true_lut, pred_lut = prep.kernel_lookups
     n = prep.num_classes
+    classes = kernels.Classes(n, False, 0, kernels.NO_CODES, lookup_codes(pred_lut))
+    threads = numba.get_num_threads()
     for b0, p, t in prep.slabs():
         shape = (t.shape[0], *prep.spatial_shape)
         true_cls = _classes(t, true_lut, prep.true_dtype, n).reshape(shape)
-        pred_cls = _classes(p, pred_lut, prep.pred_dtype, n).reshape(shape)
+        # The decoders of the counting kernels: the same labels, at their speed.
+        pred_cls = kernels.pred_labels(p, classes, threads).reshape(shape)
         if prep.ignore_index is not None:
             true_cls[true_cls == prep.ignore_index] = ignored_value(n)
         yield b0, true_cls, pred_cls

@@ -11,7 +11,7 @@ import numpy as np
 from fastseg import kernels
 from fastseg.boundary import BoundarySums, boundary_counts, boundary_width, check_width
 from fastseg.calibration import CalibrationSums, check_bins, check_options
-from fastseg.class_images import class_images, ignored_value
+from fastseg.class_images import class_images, ignored_value, lookup_codes
 from fastseg.counts import Counts
 from fastseg.image_stats import ImageStat
 from fastseg.inputs import Prepared, check_num_classes, prepare, swap_hint
@@ -82,7 +82,7 @@ def count_prepared(
     ignore = prep.ignore_index
     true_lut, pred_lut = prep.kernel_lookups
     classes = kernels.Classes(num_classes, ignore is not None, 0 if ignore is None else ignore,
-                              _codes(true_lut), _codes(pred_lut))  # fmt: skip
+                              lookup_codes(true_lut), lookup_codes(pred_lut))  # fmt: skip
     threads = numba.get_num_threads()
     # Per-thread tables, or one shared table when those would not fit the memory budget.
     hard_counts = kernels.hard_kernel(num_classes, threads)
@@ -316,13 +316,6 @@ def _looks_swapped(prep: Prepared, stats: np.ndarray) -> str:
         f"; each is the ignore index {ignore}, which y_true never holds: the two look "
         f"swapped (the truth is the one with the ignore label); pass (y_true, y_pred)"
     )
-
-
-def _codes(lut: Lookup | None) -> kernels.LabelCodes:
-    if lut is None:
-        return kernels.NO_CODES
-    assert lut.dense is not None
-    return kernels.LabelCodes(lut.dense, lut.default)
 
 
 def check_stats(

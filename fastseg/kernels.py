@@ -657,6 +657,13 @@ SIGNATURES: dict[str, frozenset[tuple[Any, ...]]] = {
     for name in ("hard_counts", "hard_counts_shared", "soft_sums")
 }
 
+#: The predicted labels of one input (:func:`pred_labels`): (x, Classes, out, stats, t, T).
+SIGNATURES["pred_labels"] = frozenset(
+    (_INPUT_TYPES[x], _CLASSES_TYPE, _array_type("int32", 2, False),
+     _array_type("int64", 2, False), _I64, _I64)
+    for x in [(2, d) for d in LABEL_DTYPES] + [(nd, d) for nd in (3, 4) for d in SCORE_DTYPES]
+)  # fmt: skip
+
 _ACCEPTS = {soft: frozenset(_input_pairs(soft)) for soft in (False, True)}
 
 
@@ -2116,12 +2123,60 @@ def soft_sums(pred: Any, true: Any, classes: Classes, sums: SoftSums, stats: np.
     _merge_range(work.stats, stats)
 
 
+@njit(**KERNEL)
+def _labels_share(x, classes, out, stats, t, n_threads):
+    """Thread `t`'s share of :func:`pred_labels`: blocks ``t, t + T, ...`` of the batch."""
+    n_pix = _n_pixels(x)
+    n_blocks = (n_pix + BLOCK - 1) // BLOCK
+    keys = _key_buffer(x, BLOCK)
+    nans = np.empty(BLOCK, np.bool_)
+    pred_classes = _pred_classes(classes)
+    for k in range(t, x.shape[0] * n_blocks, n_threads):
+        b = k // n_blocks
+        start = (k - b * n_blocks) * BLOCK
+        stop = min(n_pix, start + BLOCK)
+        labels = out[b, start:stop]
+        _decode(x, Span(b, start, stop), pred_classes, Scratch(labels, keys, nans),
+                Found(stats[t], PRED_BAD), Mask(labels, False))  # fmt: skip
+
+
+def pred_labels(x: Any, classes: Classes, n_threads: int) -> np.ndarray:
+    """The class label of every pixel of a prediction, as the counting kernels read it.
+
+    Parameters
+    ----------
+    x : ndarray
+        A prediction in kernel form (:func:`hard_counts`): a label map ``(B, P)`` (read
+        through ``classes.pred_codes``) or scores ``(B, P, N)`` / ``(B, O, N, I)``
+        (argmax, the first largest; the one-class threshold).
+    classes : Classes
+    n_threads : int
+
+    Returns
+    -------
+    ndarray of int32, shape (B, P)
+        Labels; SKIP (-1) where a score is NaN or a label is not a class.
+    """
+    x = kernel_input(x, "x")
+    key = (x.ndim, x.dtype.name)
+    if key not in {(2, d) for d in LABEL_DTYPES} | {(nd, d) for nd in (3, 4)
+                                                     for d in SCORE_DTYPES}:  # fmt: skip
+        raise TypeError(f"pred_labels is not compiled for {x.dtype.name} of {x.ndim} dimensions")
+    classes = Classes(int(classes.num_classes), False, 0, _codes(classes.codes, "codes"),
+                      _codes(classes.pred_codes, "pred_codes"))  # fmt: skip
+    out = np.empty((x.shape[0], _pixels_per_image(x)), np.int32)
+    stats = np.zeros((n_threads, N_STATS), np.int64)
+    run_shares(_labels_share, n_threads, x, classes, out, stats)
+    return out
+
+
 #: Kernel name -> its compiled function (a Numba dispatcher; the plain Python function
 #: under ``NUMBA_DISABLE_JIT=1``). Their ``signatures`` stay within :data:`SIGNATURES`.
 COMPILED = {
     "hard_counts": _hard_share,
     "hard_counts_shared": _decode_share,
     "soft_sums": _soft_share,
+    "pred_labels": _labels_share,
 }
 
 

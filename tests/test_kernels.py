@@ -1212,3 +1212,27 @@ def test_runs_of_equal_label_pairs_count_as_their_pixels(threads):
     c = kernels.Classes(n, True, 255)
     kernels.hard_counts(pred, truth, c, kernels.HardCounts(*out[:4]), out[4], threads)
     assert_expected(out, expected)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "uint8", "int32"])
+@pytest.mark.parametrize("channels", [3, 40])
+def test_pred_labels_are_the_first_argmax(dtype, channels):
+    # What boundary and surface metrics read: every pixel's label, ties to the first.
+    rng = np.random.default_rng(channels)
+    scores = np.floor(rng.random((3, 70_000 // channels, channels)) * 5).astype(dtype)
+    classes = kernels.Classes(channels, False, 0)
+    view = scores.view(np.uint16) if dtype == "float16" else scores
+    for n_threads in (1, 2):
+        last = kernels.pred_labels(view, classes, n_threads)
+        np.testing.assert_array_equal(last, scores.argmax(-1))
+        inside = np.ascontiguousarray(np.moveaxis(view, -1, 1))[:, None]
+        np.testing.assert_array_equal(kernels.pred_labels(inside, classes, n_threads),
+                                      scores.argmax(-1))  # fmt: skip
+
+
+def test_pred_labels_read_label_maps_through_their_codes():
+    table = np.array([2, 0, 1], np.int32)
+    table.flags.writeable = False
+    classes = kernels.Classes(3, False, 0, pred_codes=kernels.LabelCodes(table, 0))
+    labels = np.array([[0, 1, 2, 7]], np.uint8)
+    assert kernels.pred_labels(labels, classes, 1).tolist() == [[2, 0, 1, 0]]
