@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import workloads
 from scipy import ndimage
 
 import fastseg
@@ -120,3 +121,52 @@ def test_counts(benchmark, maps: dict) -> None:
     flat = truth.astype(np.int64).ravel() * CLASSES + pred.ravel()
     expected = np.bincount(flat, minlength=CLASSES**2).reshape(CLASSES, CLASSES)
     np.testing.assert_array_equal(confusion, expected)
+
+
+def test_counts_with_boundary(benchmark, maps: dict) -> None:
+    """The whole call a user makes: region and boundary counts of the pair."""
+    _tag(benchmark, maps, "counts+boundary")
+    truth, pred, d = maps["truth"], maps["pred"], maps["d"]
+
+    def run() -> fastseg.Counts:
+        return fastseg.counts(truth, pred, num_classes=CLASSES, boundary=0.02)
+
+    run()
+    counts = benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    found = counts.boundary
+    np.testing.assert_array_equal(np.stack([found.true, found.pred, found.both], axis=1),
+                                  reference(truth, pred, d))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cityscapes(bench_size: str) -> dict:
+    """The Cityscapes score workload (2 x 1024 x 2048 x 19 float32) in both layouts."""
+    truth, scores = workloads.build("cityscapes", bench_size)
+    return {"truth": truth, "channels_last": scores,
+            "channels_first": workloads.channels_first(scores)}  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", workloads.LAYOUTS)
+@pytest.mark.parametrize("method", ["counts", "counts+boundary"])
+def test_scores(benchmark, cityscapes: dict, layout: str, method: str) -> None:
+    """Region counts of scores, alone and with boundary counts (width 0.02 of the
+    diagonal): what the boundary adds on the Cityscapes workload."""
+    benchmark.group = f"cityscapes-{layout}-boundary"
+    benchmark.extra_info.update(workload="cityscapes", layout=layout, method=method)
+    truth, scores = cityscapes["truth"], cityscapes[layout]
+    axis = workloads.class_axis(layout)
+    width = 0.02 if method == "counts+boundary" else None
+
+    def run() -> fastseg.Counts:
+        return fastseg.counts(truth, scores, class_axis=axis, boundary=width)
+
+    run()
+    counts = benchmark.pedantic(run, rounds=ROUNDS // 2, iterations=1)
+    if width is not None:
+        labels = np.argmax(scores, axis=axis).astype(np.uint8)
+        d = boundary_width(truth.shape[1:], width)
+        found = counts.boundary
+        np.testing.assert_array_equal(
+            np.stack([found.true, found.pred, found.both], axis=1)[:, :, :CLASSES],
+            reference(truth, labels, d),
+        )
