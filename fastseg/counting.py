@@ -71,6 +71,18 @@ def count_prepared(
     """
     num_classes, n_images = prep.num_classes, prep.n_images
     check_num_classes(num_classes, soft=soft)
+    # Every option is checked before the counting pass.
+    calibration = check_options(calibration, softmax)
+    if calibration is not None:
+        check_calibration(prep, soft=soft, n_bins=calibration)
+    if boundary is not None:
+        check_boundary(prep, soft=soft, width=boundary)
+    surface_setting = None
+    if surface is not None:
+        surface_setting = check_surface(prep, soft=soft, tolerance=surface, spacing=spacing,
+                                        percentile=percentile)  # fmt: skip
+    elif spacing is not None:
+        raise ValueError("spacing applies to surface metrics: pass surface=tolerance")
     if check_range is None:
         check_range = not prep.post
     dtype = np.float64 if soft else np.int64
@@ -87,9 +99,7 @@ def count_prepared(
     # Per-thread tables, or one shared table when those would not fit the memory budget.
     hard_counts = kernels.hard_kernel(num_classes, threads)
     cal = None
-    calibration = check_options(calibration, softmax)
     if calibration is not None:
-        check_calibration(prep, soft=soft, n_bins=calibration)
         cal = kernels.calibration_work(calibration, n_images, threads, softmax)
     for b0, p, t in prep.slabs():
         rows = slice(b0, b0 + p.shape[0])
@@ -123,12 +133,9 @@ def count_prepared(
             )
         extras["calibration"] = CalibrationSums.from_kernel(cal.out, calibration, softmax)
     if boundary is not None:
-        check_boundary(prep, soft=soft, width=boundary)
         extras["boundary"] = count_boundaries(prep, boundary, threads)
-    if surface is not None:
-        setting = check_surface(prep, soft=soft, tolerance=surface, spacing=spacing,
-                                percentile=percentile)  # fmt: skip
-        extras["surface"] = score_surfaces(prep, setting, threads, case_spacing)
+    if surface_setting is not None:
+        extras["surface"] = score_surfaces(prep, surface_setting, threads, case_spacing)
     return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]), extras=extras)
 
 

@@ -55,9 +55,8 @@ GROUP_SUMMARY_LABELS = {"miou": "mIoU", "mdice": "mDice", "mprecision": "mPrecis
 EXTRA_LABELS = {"boundary_iou": "BIoU", "surface_dice": "NSD", "hd95": "HD95",
                 "mboundary_iou": "mBIoU", "msurface_dice": "mNSD", "mhd95": "mHD95",
                 "ece": "ECE", "mce": "MCE"}  # fmt: skip
-#: The summaries of each kind of extra.
-EXTRA_SUMMARIES = {"boundary": ("mboundary_iou",), "surface": ("msurface_dice", "mhd95"),
-                   "calibration": ("ece", "mce")}  # fmt: skip
+#: The summaries of each kind of extra beyond the means of its columns.
+EXTRA_SUMMARIES = {"calibration": ("ece", "mce")}
 #: nnU-Net's per-case metrics, in its order.
 CASE_METRICS = ("Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref")
 
@@ -450,7 +449,7 @@ def text(report: Report) -> str:
         for c, row in enumerate(rows):
             row.append(_fmt(scores.iiou[c]))
     for column, values in report.extra_columns.items():
-        header.append(EXTRA_LABELS.get(column, column))
+        header.append(extra_label(column))
         for c, row in enumerate(rows):
             row.append(_fmt(values[c]))
     lines += _aligned(header, rows, left=2)
@@ -499,10 +498,21 @@ def _extras_lines(report: Report) -> list[str]:
     lines = [""]
     for kind, x in extras.items():
         setting = ", ".join(f"{k} {v}" for k, v in x.setting().items())
-        shown = "  ".join(f"{EXTRA_LABELS.get(k, k)} {_fmt(v)}" for k, v in summary.items()
-                          if k in EXTRA_SUMMARIES.get(kind, ()))  # fmt: skip
+        names = ["m" + column for column in x.class_values()] + list(
+            EXTRA_SUMMARIES.get(kind, ()))  # fmt: skip
+        shown = "  ".join(f"{extra_label(k)} {_fmt(summary[k])}" for k in names if k in summary)
         lines.append(f"{kind} ({setting}): {shown}")
     return lines
+
+
+def extra_label(name: str) -> str:
+    """The table's label of an extra column or summary (``hd90`` -> ``HD90``)."""
+    if name in EXTRA_LABELS:
+        return EXTRA_LABELS[name]
+    mean, base = ("m", name[1:]) if name.startswith("mhd") else ("", name)
+    if base.startswith("hd"):
+        return mean + base.upper()
+    return name
 
 
 def _members(classes: Sequence[int], width: int = 20) -> str:

@@ -1023,9 +1023,11 @@ def check_surface_options(tolerance: Any, spacing: Any, percentile: Any) -> dict
         raise ValueError(
             f"percentile must be in (0, 100], or None for the maximum; got {percentile!r}"
         )
+    # One value in a list is that value for every class / axis.
     return {
-        "tolerance": tol.tolist(),
-        "spacing": None if space is None else space.tolist(),
+        "tolerance": tol.tolist() if tol.size != 1 else float(tol.reshape(-1)[0]),
+        "spacing": None if space is None else (
+            space.tolist() if space.size != 1 else float(space.reshape(-1)[0])),
         "percentile": None if percentile is None else float(percentile),
     }
 

@@ -19,10 +19,10 @@ import re
 import dask.array as da
 import numpy as np
 import pytest
-import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
+from stores import zarr_pair as _store
 
 import fastseg
 from fastseg.boundary import BoundarySums
@@ -260,16 +260,6 @@ def test_a_class_in_no_image_has_nan_boundary_iou():
 # ------------------------------------------------------------ 2. out of core: Zarr
 
 
-def _store(path, truth, pred, *, pred_chunks, true_chunks):
-    g = zarr.open_group(path, mode="w", zarr_format=3)
-    config = {"write_empty_chunks": True}
-    p = g.create_array("pred", shape=pred.shape, dtype=pred.dtype, chunks=pred_chunks,
-                       config=config)  # fmt: skip
-    p[:] = pred
-    t = g.create_array("true", shape=truth.shape, dtype=truth.dtype, chunks=true_chunks,
-                       config=config)  # fmt: skip
-    t[:] = truth
-    return str(path)
 
 
 def _evaluate(truth, pred, **kw):

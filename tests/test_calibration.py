@@ -10,9 +10,9 @@ import math
 import numba
 import numpy as np
 import pytest
-import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stores import zarr_pair as _store
 
 import fastseg
 from fastseg import kernels
@@ -622,16 +622,6 @@ def test_damaged_extras_name_the_file(tmp_path, kind):
 N = 5
 
 
-def _store(path, truth, scores, *, pred_chunks, true_chunks):
-    g = zarr.open_group(path, mode="w", zarr_format=3)
-    config = {"write_empty_chunks": True}
-    p = g.create_array("pred", shape=scores.shape, dtype=scores.dtype, chunks=pred_chunks,
-                       config=config)  # fmt: skip
-    p[:] = scores
-    t = g.create_array("true", shape=truth.shape, dtype=truth.dtype, chunks=true_chunks,
-                       config=config)  # fmt: skip
-    t[:] = truth
-    return path
 
 
 @pytest.fixture(scope="module")
