@@ -440,9 +440,9 @@ class BlockLabels(NamedTuple):
 class ConfidenceMarks(NamedTuple):
     """One round's confidence bins of :func:`hard_counts_shared` (with calibration).
 
-    (T * ROUND_BLOCKS, BLOCK) each, beside :class:`BlockLabels`: a pixel's bin (-1 where
-    it is not counted) and its confidence in units of ``2**-CONFIDENCE_BITS``; (0, 0)
-    without calibration.
+    (T * ROUND_BLOCKS, BLOCK) each, beside :class:`BlockLabels`: a pixel's bin (int32;
+    ``n + 1`` where it is not counted) and its confidence in units of
+    ``2**-CONFIDENCE_BITS`` (float64 whole numbers); (0, 0) without calibration.
     """
 
     bins: np.ndarray
@@ -632,7 +632,7 @@ _SUFFIX_TYPES = {
         types.NamedUniTuple(_array_type("int32", 2, readonly=False), 2, BlockLabels),
         _array_type("int64", 2, readonly=False),
         _CALIBRATION_TYPE,
-        types.NamedTuple((_array_type("int32", 2, False), _array_type("int64", 2, False)),
+        types.NamedTuple((_array_type("int32", 2, False), _array_type("float64", 2, False)),
                          ConfidenceMarks),
         _I64, _I64, _I64,
     ),
@@ -1271,7 +1271,7 @@ def _merge_stats(thread_stats: np.ndarray, stats: np.ndarray) -> None:
 
 
 def _decoded_block(pred, true, span, classes, scratch, stats, pair, table, calibration,
-                   cal_table):  # fmt: skip
+                   cal_work):  # fmt: skip
     pl, tl, pkeys, tkeys, nans = scratch
     # Truth first: where it is ignored (or invalid) the prediction is not checked.
     _decode(true, span, classes, Scratch(tl, tkeys, nans), Found(stats, TRUE_BAD),
@@ -1280,7 +1280,7 @@ def _decoded_block(pred, true, span, classes, scratch, stats, pair, table, calib
             Found(stats, PRED_BAD), Mask(tl, True))  # fmt: skip
     _tally(pl, tl, span.stop - span.start, table, classes.num_classes + PRED_BAD_COLUMN + 1)
     if calibration.edges.size > 0:
-        _calibrate(pred, span, tl, pl, calibration, cal_table, stats)
+        _calibrate(pred, span, tl, pl, pkeys, calibration, cal_work, stats)
 
 
 @_specialised
@@ -1304,29 +1304,9 @@ def _score_value(v):
 
 
 @njit(**HELPER)
-def _confidence_bin(conf, edges, stats):
-    """(bin, confidence in units of 2**-CONFIDENCE_BITS) of one counted pixel.
-
-    Bin -1 for a confidence outside [0, 1], which is counted in ``stats[PRED_RANGE]``.
-    """
-    n = edges.size - 1
-    if not (conf >= 0.0 and conf <= 1.0):
-        stats[PRED_RANGE] += 1
-        stats[PRED_RANGE_VALUE] = np.int64(np.float64(conf).view(np.int64))
-        return -1, np.int64(0)
-    # Binned as float32, like torchmetrics (float64 confidences are rounded first).
-    c32 = np.float64(np.float32(conf))
-    if c32 == 1.0:
-        k = n
-    else:
-        # The edges are float32 values of k / n (torchmetrics' linspace): start from the
-        # exact bin and step over an edge that rounding moved.
-        k = min(int(c32 * n), n - 1)
-        while k > 0 and c32 < edges[k]:
-            k -= 1
-        while k < n - 1 and c32 >= edges[k + 1]:
-            k += 1
-    return k, np.int64(math.ldexp(conf, CONFIDENCE_BITS) + 0.5)
+def _note_confidence_range(stats, conf):
+    stats[PRED_RANGE] += 1
+    stats[PRED_RANGE_VALUE] = np.int64(np.float64(conf).view(np.int64))
 
 
 @njit(**HELPER)
@@ -1339,50 +1319,181 @@ def _softmax_at(top, others):
 
 
 @_specialised
-def _confidence_at(pred, b, q, lab, softmax):
-    """The confidence of pixel `q` of image `b`, predicted `lab`: its score, or softmax."""
+def _key_value(k):
+    """A running-argmax key (:func:`_lane_key`) as the score's value, float64."""
+    if k == types.int32:  # float16 bits as int32 keys: back to the bits
+
+        def half(k):
+            bits = np.uint16(k) if k >= 0 else np.uint16((-np.int64(k)) | 0x8000)
+            return _score_value(bits)
+
+        return half
+    return lambda k: np.float64(k)
+
+
+@_specialised
+def _gather_confidences(pred, span, pl, keys, softmax, conf):
+    """The confidence of every pixel of a block with a label (`pl` >= 0) into `conf`.
+
+    Channels-first scores: the decoder's running maxima (`keys`), read back as values;
+    channels-last: the score at the label, in the row just read. Per pixel only scalars
+    move: a helper called per pixel with array arguments would cost reference-count
+    updates (see :func:`_decode_labels`).
+    """
     if pred.ndim == 3:
 
-        def last(pred, b, q, lab, softmax):
-            conf = _score_value(pred[b, q, lab])
-            return _softmax_at(conf, pred[b, q]) if softmax else conf
+        def last(pred, span, pl, keys, softmax, conf):
+            b, start, stop = span
+            block = pred[b, start:stop]
+            for j in range(stop - start):
+                p = pl[j]
+                conf[j] = _score_value(block[j, max(p, 0)])
+            if softmax:
+                for j in range(stop - start):
+                    if pl[j] >= 0:
+                        conf[j] = _softmax_at(conf[j], block[j])
 
         return last
     if pred.ndim == 4:
 
-        def inside(pred, b, q, lab, softmax):
-            o, i = divmod(q, pred.shape[3])
-            conf = _score_value(pred[b, o, lab, i])
-            if softmax:
-                total = 0.0
-                for c in range(pred.shape[2]):
-                    total += math.exp(_score_value(pred[b, o, c, i]) - conf)
-                conf = 1.0 / total
-            return conf
+        def inside(pred, span, pl, keys, softmax, conf):
+            b, start, stop = span
+            n_span = stop - start
+            for j in range(n_span):
+                conf[j] = _key_value(keys[j])
+            if not softmax:
+                return
+            inner = pred.shape[3]
+            channels = pred.shape[2]
+            total = np.zeros(n_span)
+            p0 = start
+            j0 = 0
+            while p0 < stop:  # runs of pixels within one outer index, as _decode_strided
+                o = p0 // inner
+                i0 = p0 - o * inner
+                seg = min(inner - i0, stop - p0)
+                for c in range(channels):  # class-outer, as the argmax reads them
+                    row = pred[b, o, c, i0 : i0 + seg]
+                    for s in range(seg):
+                        total[j0 + s] += math.exp(_score_value(row[s]) - conf[j0 + s])
+                p0 += seg
+                j0 += seg
+            for j in range(n_span):
+                conf[j] = 1.0 / total[j]
 
         return inside
-    return lambda pred, b, q, lab, softmax: 0.0
+    return lambda pred, span, pl, keys, softmax, conf: None
+
+
+#: Copies of a block's confidence histogram, pixel j adding into copy ``j % LANES``: the
+#: increments of one bin (most pixels of a confident model share one) then form that
+#: many independent chains instead of one.
+LANES = 4
+
+
+class CalScratch(NamedTuple):
+    """A thread's buffers for :func:`_calibrate`: its histograms and per-pixel scratch."""
+
+    #: (3, n + 1) int64: the histograms of the image (or blocks) being counted.
+    table: np.ndarray
+    #: BLOCK float64 confidences, int32 bins and float64 confidence units (whole numbers
+    #: below 2**25, so their sums over a block are exact); empty when off.
+    conf: np.ndarray
+    bins: np.ndarray
+    units: np.ndarray
 
 
 @njit(**HELPER)
-def _calibrate(pred, span, tl, pl, calibration, cal, stats):
-    """Add a decoded block's counted pixels to the thread's confidence histograms."""
-    b, start, stop = span
-    for j in range(stop - start):
-        t = tl[j]
-        p = pl[j]
-        if t < 0 or p < 0:
-            continue
-        conf = _confidence_at(pred, b, start + j, p, calibration.softmax)
-        k, units = _confidence_bin(conf, calibration.edges, stats)
-        if k >= 0:
-            cal[CAL_PIXELS, k] += 1
-            cal[CAL_CORRECT, k] += np.int64(t == p)
-            cal[CAL_CONFIDENCE, k] += units
+def _cal_scratch(calibration, t):
+    on = calibration.edges.size > 0
+    size = BLOCK if on else 0
+    return CalScratch(calibration.tables[t], np.empty(size), np.empty(size, np.int32),
+                      np.empty(size))  # fmt: skip
+
+
+@njit(**HELPER)
+def _confidence_bins(conf, tl, pl, edges, bins, units, stats):
+    """Each pixel's bin (``n + 1`` where it is not counted) and confidence units.
+
+    A confidence is binned as its float32 value, like torchmetrics: ``k = floor(c n)``
+    (exact: a float32 times a small n fits a float64), one more where ``c`` equals the
+    edge above, ``float32((k + 1) / n)`` rounded down to it (the nearest float32 to
+    ``k / n`` is the only one that can lie across it, so no other correction exists).
+    Such a ``c`` lies within ``n 2**-24`` below ``k + 1``, which the vectorised loop
+    flags; only flagged blocks are looked at again. The loop has no gather and no branch:
+    measured 4.7 -> 1.6 ns per pixel against comparing with the edges at each pixel.
+    """
+    n = edges.size - 1
+    near = 1.0 - n * 2.0**-23
+    flagged = 0
+    bad = 0
+    for j in range(conf.size):
+        c = conf[j]
+        inside = (c >= 0.0) & (c <= 1.0)
+        labelled = (tl[j] >= 0) & (pl[j] >= 0)
+        counted = inside & labelled
+        bad += np.int32(labelled & ~inside)
+        cc = c if counted else 0.0
+        x = np.float64(np.float32(cc)) * n
+        k = np.int32(x)
+        flagged += np.int32(x - k > near)
+        bins[j] = k if counted else np.int32(n + 1)
+        units[j] = np.floor(cc * np.float64(1 << CONFIDENCE_BITS) + 0.5)
+    if flagged:
+        for j in range(conf.size):
+            k = bins[j]
+            if k < n and np.float64(np.float32(conf[j])) >= edges[k + 1]:
+                bins[j] = k + 1
+    if bad:
+        for j in range(conf.size):
+            c = conf[j]
+            if tl[j] >= 0 and pl[j] >= 0 and not (c >= 0.0 and c <= 1.0):
+                _note_confidence_range(stats, c)
+                stats[PRED_RANGE] += bad - 1
+                break
+
+
+@njit(**HELPER)
+def _add_confidence_bins(bins, units, tl, pl, cal):
+    """Add binned pixels into a (3, n + 1) histogram table.
+
+    Into :data:`LANES` copies, pixel and right-pixel counts packed in one int64 (high and
+    low 32 bits; a block has fewer than 2**31 pixels): two independent increments per
+    pixel.
+    """
+    n = cal.shape[1] - 1
+    counts = np.zeros((LANES, n + 2), np.int64)
+    sums = np.zeros((LANES, n + 2))
+    one = np.int64(1) << 32
+    for j in range(bins.size):
+        r = j & (LANES - 1)
+        k = bins[j]
+        counts[r, k] += one | np.int64(tl[j] == pl[j])
+        sums[r, k] += units[j]
+    for r in range(LANES):
+        for k in range(n + 1):
+            cal[CAL_PIXELS, k] += counts[r, k] >> 32
+            cal[CAL_CORRECT, k] += counts[r, k] & 0xFFFFFFFF
+            cal[CAL_CONFIDENCE, k] += np.int64(sums[r, k])
+
+
+@njit(**HELPER)
+def _calibrate(pred, span, tl, pl, keys, calibration, work, stats):
+    """Add a decoded block's counted pixels to the thread's confidence histograms.
+
+    `keys`: the prediction decoder's running maxima (channels-first scores).
+    """
+    n_span = span.stop - span.start
+    conf = work.conf[:n_span]
+    bins = work.bins[:n_span]
+    units = work.units[:n_span]
+    _gather_confidences(pred, span, pl, keys, calibration.softmax, conf)
+    _confidence_bins(conf, tl, pl, calibration.edges, bins, units, stats)
+    _add_confidence_bins(bins, units, tl, pl, work.table)
 
 
 def _label_pair_block(pred, true, span, classes, scratch, stats, pair, table, calibration,
-                      cal_table):  # fmt: skip
+                      cal_work):  # fmt: skip
     """Two label maps: each pixel pair read as a table cell and counted.
 
     No branch on the labels (:class:`PairCodes`): the table's extra rows and column take
@@ -1418,7 +1529,7 @@ def _label_pair_block(pred, true, span, classes, scratch, stats, pair, table, ca
 
 
 def _fused_pair_block(pred, true, span, classes, scratch, stats, pair, table, calibration,
-                      cal_table):  # fmt: skip
+                      cal_work):  # fmt: skip
     """Two uint8 label maps: one lookup of each pixel pair's cell, then its count.
 
     Eight pixels of each map are read as one uint64 word: per-byte loads, not the
@@ -1455,7 +1566,7 @@ def _fused_pair_block(pred, true, span, classes, scratch, stats, pair, table, ca
 
 
 @_specialised
-def _hard_block(pred, true, span, classes, scratch, stats, pair, table, calibration, cal_table):
+def _hard_block(pred, true, span, classes, scratch, stats, pair, table, calibration, cal_work):
     """Decode and tally one block.
 
     Two label maps in one pass, anything else through the decoders of each input.
@@ -1498,7 +1609,8 @@ def _hard_share(pred, true, classes, counts, work, image, t, n_threads):
     table = work.tables[t]
     stats = work.stats[t]
     calibration = work.calibration
-    cal = calibration.tables[t]
+    cal_work = _cal_scratch(calibration, t)
+    cal = cal_work.table
     table[:] = 0
     cal[:] = 0
     scratch = _scratch(pred, true)
@@ -1509,7 +1621,7 @@ def _hard_share(pred, true, classes, counts, work, image, t, n_threads):
             for k in range(n_blocks):
                 start = k * BLOCK
                 _hard_block(pred, true, Span(b, start, min(n_pix, start + BLOCK)), classes,
-                            scratch, stats, work.pair, table, calibration, cal)  # fmt: skip
+                            scratch, stats, work.pair, table, calibration, cal_work)  # fmt: skip
             _finish_image(table, b, classes.num_classes, own, stats)
             table[:] = 0
             if calibration.edges.size > 0:
@@ -1519,7 +1631,7 @@ def _hard_share(pred, true, classes, counts, work, image, t, n_threads):
         for k in range(t * n_blocks // n_threads, (t + 1) * n_blocks // n_threads):
             start = k * BLOCK
             _hard_block(pred, true, Span(image, start, min(n_pix, start + BLOCK)), classes,
-                        scratch, stats, work.pair, table, calibration, cal)  # fmt: skip
+                        scratch, stats, work.pair, table, calibration, cal_work)  # fmt: skip
 
 
 def hard_counts(pred: Any, true: Any, classes: Classes, counts: HardCounts, stats: np.ndarray,
@@ -1749,14 +1861,16 @@ def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats, calibration, bins,
     """Labels of the pixels [g0, g1) of the batch (images back to back) into tl / pl.
 
     A pixel whose truth or prediction is not counted is SKIP in both. With calibration,
-    each counted pixel's confidence bin and units go into `bins` / `units` (bin -1 for
-    the others).
+    each counted pixel's confidence bin and units go into `bins` / `units` (bin ``n + 1``
+    for the others).
     """
     n_pix = _n_pixels(pred)
     pred_classes = _pred_classes(classes)
     tkeys = _key_buffer(true, BLOCK)
     pkeys = _key_buffer(pred, BLOCK)
     nans = np.empty(BLOCK, np.bool_)
+    calibrating = calibration.edges.size > 0
+    conf = np.empty(g1 - g0 if calibrating else 0)
     g = g0
     while g < g1:
         b = g // n_pix
@@ -1771,6 +1885,9 @@ def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats, calibration, bins,
                 Mask(t_out, False))  # fmt: skip
         _decode(pred, span, pred_classes, Scratch(pl[j0:j1], pkeys, nans),
                 Found(stats, PRED_BAD), Mask(t_out, True))  # fmt: skip
+        if calibrating:  # while the decoder's running maxima are this run's
+            _gather_confidences(pred, span, pl[j0:j1], pkeys, calibration.softmax,
+                                conf[j0:j1])  # fmt: skip
         g += stop - start
     for j in range(g1 - g0):
         skip = (tl[j] < 0) | (pl[j] < 0)
@@ -1778,14 +1895,8 @@ def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats, calibration, bins,
         pl[j] = SKIP if skip else pl[j]
     if calibration.edges.size == 0:
         return
-    for j in range(g1 - g0):
-        bins[j] = -1
-        if tl[j] < 0:
-            continue
-        g = g0 + j
-        b = g // n_pix
-        conf = _confidence_at(pred, b, g - b * n_pix, pl[j], calibration.softmax)
-        bins[j], units[j] = _confidence_bin(conf, calibration.edges, stats)
+    _confidence_bins(conf, tl[: g1 - g0], pl[: g1 - g0], calibration.edges, bins[: g1 - g0],
+                     units[: g1 - g0], stats)  # fmt: skip
 
 
 @njit(**HELPER)
@@ -1847,11 +1958,11 @@ def _calibration_share(labels, marks, out, n_pix, total, g0, t, n_threads):
             if b % n_threads != t:
                 continue
             k = marks.bins[r, g - c0]
-            if k < 0:
+            if k >= out.shape[2]:  # not counted
                 continue
             out[b, CAL_PIXELS, k] += 1
             out[b, CAL_CORRECT, k] += np.int64(labels.true[r, g - c0] == labels.pred[r, g - c0])
-            out[b, CAL_CONFIDENCE, k] += marks.units[r, g - c0]
+            out[b, CAL_CONFIDENCE, k] += np.int64(marks.units[r, g - c0])
 
 
 @njit(**HELPER)
@@ -1912,7 +2023,7 @@ def hard_counts_shared(pred: Any, true: Any, classes: Classes, counts: HardCount
     calibrating = calibration.edges.size > 0
     rows = per_round if calibrating else 1
     marks = ConfidenceMarks(np.empty((rows, BLOCK if calibrating else 0), np.int32),
-                            np.empty((rows, BLOCK if calibrating else 0), np.int64))  # fmt: skip
+                            np.empty((rows, BLOCK if calibrating else 0)))  # fmt: skip
     thread_stats = np.zeros((n_threads, N_STATS), np.int64)
     for g0 in range(0, total, per_round * BLOCK):
         run_shares(_decode_share, n_threads, pred, true, classes, labels, thread_stats,

@@ -833,3 +833,19 @@ def test_the_shared_table_kernel_bins_the_same(monkeypatch, threads):
         numba.set_num_threads(before)
     assert shared == expected
     np.testing.assert_array_equal(got(shared), oracle(truth, scores, 9, keep=truth != 255))
+
+
+@pytest.mark.parametrize("n_bins", [3, 7, 10, 15, 100, 999])
+def test_every_float32_beside_an_edge_is_binned_as_searchsorted(n_bins):
+    # The vectorised binning (floor(c n), then the edge above where c lies within n ulps
+    # of it) against searchsorted on the float32 edges, at the edges and one ulp around.
+    edges = kernels.calibration_edges(n_bins).astype(np.float32)
+    around = np.concatenate([np.nextafter(edges, np.float32(-1)), edges,
+                             np.nextafter(edges, np.float32(2))])  # fmt: skip
+    conf = np.unique(around[(around >= 0) & (around <= 1)]).astype(np.float32)
+    scores = np.stack([conf, np.zeros_like(conf)], axis=-1)[None, None]  # (1, 1, P, 2)
+    truth = np.zeros(conf.shape, np.uint8)[None, None]
+    got_pixels = fastseg.counts(truth, scores, calibration=n_bins).calibration.pixels[0]
+    expected = np.searchsorted(edges.astype(np.float64), conf.astype(np.float64),
+                               side="right") - 1  # fmt: skip
+    np.testing.assert_array_equal(got_pixels, np.bincount(expected, minlength=n_bins + 1))
