@@ -1425,8 +1425,8 @@ def _confidence_bins(conf, tl, pl, edges, bins, units, stats):
     """
     n = edges.size - 1
     near = 1.0 - n * 2.0**-23
-    flagged = 0
-    bad = 0
+    flagged = np.int32(0)
+    bad = np.int32(0)
     for j in range(conf.size):
         c = conf[j]
         inside = (c >= 0.0) & (c <= 1.0)
