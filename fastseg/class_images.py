@@ -5,12 +5,12 @@ Region counts need only each pixel's pair of classes; boundary counts
 laid out as the image: which pixels of a class touch another class. :func:`class_images`
 gives them slab by slab, from the inputs as :func:`fastseg.inputs.prepare` left them:
 
-- a label map as its class indices (through its label-id map, if it has one);
+- a label map as its class indices: the input itself, or through its label-id map;
 - scores as their argmax over the classes (the first largest, as the kernels take it).
 
-Ignored truth pixels hold :func:`ignored_value` (N, one past the classes), so they belong
-to no class. The inputs have been counted first (:func:`fastseg.counting.count_prepared`),
-so their labels are valid and their scores free of NaN.
+Ignored truth pixels keep the ignore index, which both consumers take as no class. The
+inputs have been counted first (:func:`fastseg.counting.count_prepared`), so their labels
+are valid and their scores free of NaN.
 """
 
 from __future__ import annotations
@@ -33,41 +33,28 @@ def lookup_codes(lut: Lookup | None) -> kernels.LabelCodes:
     return kernels.LabelCodes(lut.dense, lut.default)
 
 
-def ignored_value(num_classes: int) -> int:
-    """The value of ignored truth pixels in a class image: N, which is no class."""
-    return int(num_classes)
+def class_images(prep: Prepared) -> Iterator[tuple[int, np.ndarray, np.ndarray, int]]:
+    """Yield ``(first image, truth, prediction, ignored)`` class images covering the batch.
 
-
-def class_images(prep: Prepared) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Yield ``(first image, truth, prediction)`` class images covering the batch.
-
-    Both int32 of shape ``(b, *prep.spatial_shape)``; the truth's ignored pixels hold
-    :func:`ignored_value`. Slabs of whole images, as :meth:`Prepared.slabs`.
+    Both of shape ``(b, *prep.spatial_shape)``, integers; truth pixels equal to `ignored`
+    (the ignore index, or N where there is none) belong to no class and are not
+    counted. Label maps read without a label-id map are the inputs themselves (no copy);
+    scores are argmax-ed by the counting kernels' decoders (:func:`fastseg.kernels.pred_labels`).
+    Slabs of whole images, as :meth:`Prepared.slabs`.
     """
     true_lut, pred_lut = prep.kernel_lookups
     n = prep.num_classes
     classes = kernels.Classes(n, False, 0, kernels.NO_CODES, lookup_codes(pred_lut))
     threads = numba.get_num_threads()
+    ignored = n if prep.ignore_index is None else prep.ignore_index
     for b0, p, t in prep.slabs():
         shape = (t.shape[0], *prep.spatial_shape)
-        true_cls = _classes(t, true_lut, prep.true_dtype, n).reshape(shape)
-        # The decoders of the counting kernels: the same labels, at their speed.
-        pred_cls = kernels.pred_labels(p, classes, threads).reshape(shape)
-        if prep.ignore_index is not None:
-            true_cls[true_cls == prep.ignore_index] = ignored_value(n)
-        yield b0, true_cls, pred_cls
-
-
-def _classes(
-    view: np.ndarray, lut: Lookup | None, dtype: np.dtype | None, num_classes: int
-) -> np.ndarray:
-    """The class of every pixel of a kernel view, int32 of shape (b, P)."""
-    if view.ndim == 2:
-        codes = lut.kernel_codes(view) if lut is not None else view
-        return np.asarray(codes, np.int32)
-    if dtype is not None and dtype == np.float16:
-        view = view.view(np.float16)  # the kernels read float16 as its bits
-    if view.ndim == 3:  # (b, P, N): channels last
-        return np.argmax(view, axis=2).astype(np.int32)
-    b, outer, _, inner = view.shape  # (b, O, N, I): the class axis inside
-    return np.argmax(view, axis=2).astype(np.int32).reshape(b, outer * inner)
+        if t.ndim == 2:
+            true_cls = t if true_lut is None else true_lut.kernel_codes(t)
+        else:  # one-hot or score truth: its argmax, the ignore index read as no class
+            true_cls = kernels.pred_labels(t, kernels.Classes(n, False, 0), threads)
+        if p.ndim == 2 and pred_lut is None:
+            pred_cls = p
+        else:
+            pred_cls = kernels.pred_labels(p, classes, threads)
+        yield b0, true_cls.reshape(shape), pred_cls.reshape(shape), ignored

@@ -11,7 +11,7 @@ import numpy as np
 from fastseg import kernels
 from fastseg.boundary import BoundarySums, boundary_counts, boundary_width, check_width
 from fastseg.calibration import CalibrationSums, check_bins, check_options
-from fastseg.class_images import class_images, ignored_value, lookup_codes
+from fastseg.class_images import class_images, lookup_codes
 from fastseg.counts import Counts
 from fastseg.image_stats import ImageStat
 from fastseg.inputs import Prepared, check_num_classes, prepare, swap_hint
@@ -156,8 +156,8 @@ def count_boundaries(
     n = prep.num_classes
     pixels = boundary_width(prep.spatial_shape if image_shape is None else image_shape, width)
     rows = [np.zeros((prep.n_images, n), np.int64) for _ in range(3)]
-    for b0, true_cls, pred_cls in class_images(prep):
-        found = boundary_counts(true_cls, pred_cls, n, pixels, ignore_index=ignored_value(n),
+    for b0, true_cls, pred_cls, ignored in class_images(prep):
+        found = boundary_counts(true_cls, pred_cls, n, pixels, ignore_index=ignored,
                                 halo=halo, n_threads=n_threads)  # fmt: skip
         for out, part in zip(rows, found, strict=True):
             out[b0 : b0 + part.shape[0]] = part
@@ -177,10 +177,10 @@ def score_surfaces(
     dice = np.full((prep.n_images, n), np.nan)
     hd = np.full((prep.n_images, n), np.nan)
     tolerance = setting["tolerance"]
-    for b0, true_cls, pred_cls in class_images(prep):
+    for b0, true_cls, pred_cls, ignored in class_images(prep):
         found = surface_scores(true_cls, pred_cls, n, spacing=spacing,
                                tolerance=tolerance, percentile=setting["percentile"],
-                               ignore_index=ignored_value(n), n_threads=n_threads)  # fmt: skip
+                               ignore_index=ignored, n_threads=n_threads)  # fmt: skip
         assert found.dice is not None
         dice[b0 : b0 + found.hd.shape[0]] = found.dice
         hd[b0 : b0 + found.hd.shape[0]] = found.hd
