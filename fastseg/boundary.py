@@ -46,7 +46,7 @@ own table.
 
 Measured (2-core AMD EPYC shared with other jobs, so rough; one thread, a 2048 x 1024
 uint8 pair of blocky maps, 19 classes, ``d = 46``): 3.0-3.2 ms with 11-14 label runs per
-row (``benchmarks/test_boundary_iou.py``'s maps), 3.8 ms with ~29, against 1.2-1.7 ms for
+row (``benchmarks/test_boundary_speed.py``'s maps), 3.8 ms with ~29, against 1.2-1.7 ms for
 ``fastseg.counts`` of the same pair. Per 2048 x 1024 map, pass 1 about 0.6 ms (runs and
 fills), pass 2 about 0.56 ms; counting about 0.85 ms per pair. Costs grow with the runs:
 random 8-pixel blocks take 3-4x the region counts.
