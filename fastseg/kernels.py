@@ -394,14 +394,6 @@ CAL_CORRECT = 1
 CAL_CONFIDENCE = 2
 
 
-def no_calibration(n_threads: int = 1, n_images: int = 0) -> Calibration:
-    """A :class:`Calibration` that computes nothing."""
-    edges = np.zeros(0)
-    edges.flags.writeable = False
-    return Calibration(edges, False, np.zeros((n_threads, 3, 0), np.int64),
-                       np.zeros((n_images, 3, 0), np.int64))  # fmt: skip
-
-
 class HardWork(NamedTuple):
     """Per-thread buffers of :func:`hard_counts` (thread ``t`` owns index ``t``)."""
 
@@ -414,8 +406,8 @@ class HardWork(NamedTuple):
     stats: np.ndarray
     #: Two label maps' lookups (:data:`NO_PAIR` for other inputs).
     pair: PairCodes
-    #: Confidence histograms of score predictions (:func:`no_calibration`: none).
-    calibration: Calibration
+    #: Confidence histograms of score predictions; None: not computed (and not compiled).
+    calibration: Calibration | None
 
 
 class SoftWork(NamedTuple):
@@ -617,33 +609,43 @@ _INPUT_TYPES = {(nd, d): _array_type(d, nd) for nd in (2, 3, 4)
                 for d in {*LABEL_DTYPES, *SCORE_DTYPES, *SOFT_SCORE_DTYPES}}  # fmt: skip
 
 _I64 = types.int64
-_SUFFIX_TYPES = {
-    # (outputs, buffers, integers...) after (pred, true, Classes), per compiled kernel.
-    "hard_counts": (
-        _OUTPUT_TYPES[False],
-        types.NamedTuple(
-            (_array_type("int64", 2, False), _array_type("int64", 3, False),
-             _array_type("int64", 2, False), _PAIR_TYPE, _CALIBRATION_TYPE),
-            HardWork,
-        ),
-        _I64, _I64, _I64,
-    ),
-    "hard_counts_shared": (
-        types.NamedUniTuple(_array_type("int32", 2, readonly=False), 2, BlockLabels),
-        _array_type("int64", 2, readonly=False),
-        _CALIBRATION_TYPE,
-        types.NamedTuple((_array_type("int32", 2, False), _array_type("float64", 2, False)),
-                         ConfidenceMarks),
-        _I64, _I64, _I64,
-    ),
-    "soft_sums": (
+#: Calibration or none (None, a type of its own: compiled without any of its code).
+_CALIBRATIONS = (_CALIBRATION_TYPE, types.none)
+_SUFFIX_TYPES: dict[str, list[tuple[Any, ...]]] = {
+    # The alternatives of (outputs, buffers, integers...) after (pred, true, Classes),
+    # per compiled kernel.
+    "hard_counts": [
+        (
+            _OUTPUT_TYPES[False],
+            types.NamedTuple(
+                (_array_type("int64", 2, False), _array_type("int64", 3, False),
+                 _array_type("int64", 2, False), _PAIR_TYPE, calibration),
+                HardWork,
+            ),
+            _I64, _I64, _I64,
+        )
+        for calibration in _CALIBRATIONS
+    ],
+    "hard_counts_shared": [
+        (
+            types.NamedUniTuple(_array_type("int32", 2, readonly=False), 2, BlockLabels),
+            _array_type("int64", 2, readonly=False),
+            calibration,
+            types.NamedTuple(
+                (_array_type("int32", 2, False), _array_type("float64", 2, False)),
+                ConfidenceMarks),
+            _I64, _I64, _I64,
+        )
+        for calibration in _CALIBRATIONS
+    ],
+    "soft_sums": [(
         _OUTPUT_TYPES[True],
         types.NamedTuple(
             (_array_type("float64", 3, False), _array_type("int64", 2, False)), SoftWork
         ),
         _I64, _I64, _I64, _I64,
-    ),
-}
+    )],
+}  # fmt: skip
 
 #: Kernel name -> every argument type tuple its compiled function (:data:`COMPILED`) may
 #: be compiled for: ``(pred, true, Classes, ...)`` with `pred` and `true` from
@@ -651,8 +653,9 @@ _SUFFIX_TYPES = {
 #: (tests/test_kernels.py checks).
 SIGNATURES: dict[str, frozenset[tuple[Any, ...]]] = {
     name: frozenset(
-        (_INPUT_TYPES[p], _INPUT_TYPES[t], _CLASSES_TYPE, *_SUFFIX_TYPES[name])
+        (_INPUT_TYPES[p], _INPUT_TYPES[t], _CLASSES_TYPE, *suffix)
         for p, t in _input_pairs(name == "soft_sums")
+        for suffix in _SUFFIX_TYPES[name]
     )
     for name in ("hard_counts", "hard_counts_shared", "soft_sums")
 }
@@ -1278,37 +1281,56 @@ def _decoded_block(pred, true, span, classes, scratch, stats, pair, table, calib
             Mask(tl, False))  # fmt: skip
     n_span = span.stop - span.start
     pred_classes = _pred_classes(classes)
-    calibrating = calibration.edges.size > 0
     # With calibration, channels-last scores are decoded in pieces that stay in cache,
     # each piece's confidences read right after its argmax (a block of VOC scores is
     # 2.7 MB, of ADE20K's 150 float16 scores 9.8 MB: read back afterwards, each pixel's
     # score was a cache miss).
-    step = _calibration_step(pred) if calibrating else n_span
+    step = _calibration_step(pred, calibration, n_span)
     for j0 in range(0, n_span, step):
         j1 = min(n_span, j0 + step)
         piece = Span(span.image, span.start + j0, span.start + j1)
         _decode(pred, piece, pred_classes, Scratch(pl[j0:j1], pkeys, nans),
                 Found(stats, PRED_BAD), Mask(tl[j0:j1], True))  # fmt: skip
-        if calibrating:
-            _gather_confidences(pred, piece, pl[j0:j1], pkeys, calibration.softmax,
-                                cal_work.conf[j0:j1])  # fmt: skip
+        _piece_confidences(pred, piece, pl[j0:j1], pkeys, calibration, cal_work, j0)
     _tally(pl, tl, n_span, table, classes.num_classes + PRED_BAD_COLUMN + 1)
-    if calibrating:
-        _calibrate(span, tl, pl, calibration, cal_work, stats)
+    _calibrate(span, tl, pl, calibration, cal_work, stats)
 
 
 #: Bytes of channels-last scores decoded at a time when confidences are read too.
 CALIBRATION_PIECE = 128 * 1024
 
 
+# Without calibration, the kernels take None for it (a type of its own): every function
+# below compiles to nothing for it, so the kernels users run without calibration carry
+# none of its code (measured: a first compile 10.8 s without this, 23.4 s with it).
+
+
+def _off(x: Any) -> bool:
+    return isinstance(x, types.NoneType)
+
+
 @_specialised
-def _calibration_step(pred):
+def _calibration_step(pred, calibration, n_span):
     """Pixels per piece of a block decoded with calibration (see :func:`_decoded_block`)."""
-    if pred.ndim == 3:
-        itemsize = pred.dtype.bitwidth // 8
-        return lambda pred: max(256, CALIBRATION_PIECE // (pred.shape[2] * itemsize))
-    # Channels-first confidences are the decoder's running maxima: no piece is read back.
-    return lambda pred: BLOCK
+    if _off(calibration) or pred.ndim != 3:
+        # Channels-first confidences are the decoder's running maxima: nothing is read back.
+        return lambda pred, calibration, n_span: n_span
+    itemsize = pred.dtype.bitwidth // 8
+    return lambda pred, calibration, n_span: max(
+        256, CALIBRATION_PIECE // (pred.shape[2] * itemsize))
+
+
+@_specialised
+def _piece_confidences(pred, piece, pl, keys, calibration, work, j0):
+    """The confidences of a decoded piece into ``work.conf`` from `j0` on (with calibration)."""
+    if _off(calibration):
+        return lambda pred, piece, pl, keys, calibration, work, j0: None
+
+    def impl(pred, piece, pl, keys, calibration, work, j0):
+        j1 = j0 + piece.stop - piece.start
+        _gather_confidences(pred, piece, pl, keys, calibration.softmax, work.conf[j0:j1])
+
+    return impl
 
 
 #: The weight of a float16's significand by its exponent field: 2**-24 for subnormals
@@ -1434,12 +1456,30 @@ class CalScratch(NamedTuple):
     units: np.ndarray
 
 
-@njit(**HELPER)
+@_specialised
 def _cal_scratch(calibration, t):
-    on = calibration.edges.size > 0
-    size = BLOCK if on else 0
-    return CalScratch(calibration.tables[t], np.empty(size), np.empty(size, np.int32),
-                      np.empty(size))  # fmt: skip
+    if _off(calibration):
+        return lambda calibration, t: None
+
+    def impl(calibration, t):
+        table = calibration.tables[t]
+        table[:] = 0
+        return CalScratch(table, np.empty(BLOCK), np.empty(BLOCK, np.int32), np.empty(BLOCK))
+
+    return impl
+
+
+@_specialised
+def _fold_calibration(calibration, work, b):
+    """Add the thread's histograms of image `b` into its output rows, and clear them."""
+    if _off(calibration):
+        return lambda calibration, work, b: None
+
+    def impl(calibration, work, b):
+        calibration.out[b] += work.table
+        work.table[:] = 0
+
+    return impl
 
 
 @njit(**HELPER)
@@ -1508,18 +1548,24 @@ def _add_confidence_bins(bins, units, tl, pl, cal):
             cal[CAL_CONFIDENCE, k] += np.int64(sums[r, k])
 
 
-@njit(**HELPER)
+@_specialised
 def _calibrate(span, tl, pl, calibration, work, stats):
     """Add a decoded block's counted pixels to the thread's confidence histograms.
 
     Their confidences are in ``work.conf`` (:func:`_gather_confidences`).
     """
-    n_span = span.stop - span.start
-    conf = work.conf[:n_span]
-    bins = work.bins[:n_span]
-    units = work.units[:n_span]
-    _confidence_bins(conf, tl, pl, calibration.edges, bins, units, stats)
-    _add_confidence_bins(bins, units, tl, pl, work.table)
+    if _off(calibration):
+        return lambda span, tl, pl, calibration, work, stats: None
+
+    def impl(span, tl, pl, calibration, work, stats):
+        n_span = span.stop - span.start
+        conf = work.conf[:n_span]
+        bins = work.bins[:n_span]
+        units = work.units[:n_span]
+        _confidence_bins(conf, tl, pl, calibration.edges, bins, units, stats)
+        _add_confidence_bins(bins, units, tl, pl, work.table)
+
+    return impl
 
 
 def _label_pair_block(pred, true, span, classes, scratch, stats, pair, table, calibration,
@@ -1640,9 +1686,7 @@ def _hard_share(pred, true, classes, counts, work, image, t, n_threads):
     stats = work.stats[t]
     calibration = work.calibration
     cal_work = _cal_scratch(calibration, t)
-    cal = cal_work.table
     table[:] = 0
-    cal[:] = 0
     scratch = _scratch(pred, true)
     if image < 0:
         n_whole = n_images - n_images % n_threads
@@ -1654,9 +1698,7 @@ def _hard_share(pred, true, classes, counts, work, image, t, n_threads):
                             scratch, stats, work.pair, table, calibration, cal_work)  # fmt: skip
             _finish_image(table, b, classes.num_classes, own, stats)
             table[:] = 0
-            if calibration.edges.size > 0:
-                calibration.out[b] += cal
-                cal[:] = 0
+            _fold_calibration(calibration, cal_work, b)
     else:
         for k in range(t * n_blocks // n_threads, (t + 1) * n_blocks // n_threads):
             start = k * BLOCK
@@ -1703,9 +1745,7 @@ def hard_counts(pred: Any, true: Any, classes: Classes, counts: HardCounts, stat
     rows, width = table_shape(num_classes)
     label_pair = pred.ndim == 2 and true.ndim == 2
     n_images = pred.shape[0]
-    if calibration is None:
-        calibration = no_calibration(n_threads, n_images)
-    else:
+    if calibration is not None:
         calibration = _calibration_arguments(calibration, pred, n_threads)
     work = HardWork(
         np.zeros((n_threads, rows * width), np.int64),
@@ -1720,7 +1760,7 @@ def hard_counts(pred: Any, true: Any, classes: Classes, counts: HardCounts, stat
     for image in range(n_images - n_tail, n_images):
         run_shares(_hard_share, n_threads, pred, true, classes, counts, work, image)
         _finish_image(work.tables.sum(axis=0), image, num_classes, counts, work.stats[0])
-        if calibration.edges.size:
+        if calibration is not None:
             calibration.out[image] += calibration.tables.sum(axis=0)
     counts.confusion[...] += work.confusions.sum(axis=0)
     _merge_stats(work.stats, stats)
@@ -1747,11 +1787,15 @@ def calibration_work(n_bins: int, n_images: int, n_threads: int,
                        np.zeros((n_images, 3, n_bins + 1), np.int64))  # fmt: skip
 
 
-def _calibration_arguments(calibration: Any, pred: np.ndarray, n_threads: int) -> Calibration:
+def _calibration_arguments(
+    calibration: Any, pred: np.ndarray, n_threads: int
+) -> Calibration | None:
     edges = kernel_input(np.asarray(calibration.edges, np.float64), "Calibration.edges")
     n = edges.size
     if n and pred.ndim == 2:
         raise TypeError("confidence histograms need score predictions, not a label map")
+    if n < 2:
+        raise ValueError("Calibration.edges must hold at least one bin (two edges)")
     out = _output(calibration.out, np.int64, 3, "Calibration.out")
     tables = np.zeros((n_threads, 3, n), np.int64)
     if out.shape != (pred.shape[0], 3, n):
@@ -1899,8 +1943,7 @@ def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats, calibration, bins,
     tkeys = _key_buffer(true, BLOCK)
     pkeys = _key_buffer(pred, BLOCK)
     nans = np.empty(BLOCK, np.bool_)
-    calibrating = calibration.edges.size > 0
-    conf = np.empty(g1 - g0 if calibrating else 0)
+    conf = _chunk_confidence_buffer(calibration, g1 - g0)
     g = g0
     while g < g1:
         b = g // n_pix
@@ -1915,18 +1958,35 @@ def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats, calibration, bins,
                 Mask(t_out, False))  # fmt: skip
         _decode(pred, span, pred_classes, Scratch(pl[j0:j1], pkeys, nans),
                 Found(stats, PRED_BAD), Mask(t_out, True))  # fmt: skip
-        if calibrating:  # while the decoder's running maxima are this run's
-            _gather_confidences(pred, span, pl[j0:j1], pkeys, calibration.softmax,
-                                conf[j0:j1])  # fmt: skip
+        # While the decoder's running maxima are this run's:
+        _piece_confidences(pred, span, pl[j0:j1], pkeys, calibration, conf, j0)
         g += stop - start
     for j in range(g1 - g0):
         skip = (tl[j] < 0) | (pl[j] < 0)
         tl[j] = SKIP if skip else tl[j]
         pl[j] = SKIP if skip else pl[j]
-    if calibration.edges.size == 0:
-        return
-    _confidence_bins(conf, tl[: g1 - g0], pl[: g1 - g0], calibration.edges, bins[: g1 - g0],
-                     units[: g1 - g0], stats)  # fmt: skip
+    _chunk_bins(conf, tl[: g1 - g0], pl[: g1 - g0], calibration, bins, units, stats)
+
+
+@_specialised
+def _chunk_confidence_buffer(calibration, size):
+    """The confidences of a chunk of :func:`hard_counts_shared`, as :class:`CalScratch`."""
+    if _off(calibration):
+        return lambda calibration, size: None
+    return lambda calibration, size: CalScratch(
+        calibration.tables[0], np.empty(size), np.empty(0, np.int32), np.empty(0))
+
+
+@_specialised
+def _chunk_bins(conf, tl, pl, calibration, bins, units, stats):
+    if _off(calibration):
+        return lambda conf, tl, pl, calibration, bins, units, stats: None
+
+    def impl(conf, tl, pl, calibration, bins, units, stats):
+        n = tl.size
+        _confidence_bins(conf.conf, tl, pl, calibration.edges, bins[:n], units[:n], stats)
+
+    return impl
 
 
 @njit(**HELPER)
@@ -1963,13 +2023,12 @@ def _decode_share(pred, true, classes, labels, stats, calibration, marks, g0, t,
     with calibration their confidence bins into ``marks``.
     """
     total = pred.shape[0] * _n_pixels(pred)
-    calibrating = calibration.edges.size > 0
     for r in range(t, labels.true.shape[0], n_threads):
         c0 = g0 + r * BLOCK
         if c0 >= total:
             break
-        bins = marks.bins[r] if calibrating else marks.bins[0]
-        units = marks.units[r] if calibrating else marks.units[0]
+        bins = marks.bins[min(r, marks.bins.shape[0] - 1)]  # one empty row without
+        units = marks.units[min(r, marks.units.shape[0] - 1)]
         _decode_chunk(pred, true, c0, min(total, c0 + BLOCK), classes, labels.true[r],
                       labels.pred[r], stats[t], calibration, bins, units)  # fmt: skip
 
@@ -2046,11 +2105,9 @@ def hard_counts_shared(pred: Any, true: Any, classes: Classes, counts: HardCount
     per_round = n_threads * ROUND_BLOCKS
     labels = BlockLabels(np.empty((per_round, BLOCK), np.int32),
                          np.empty((per_round, BLOCK), np.int32))  # fmt: skip
-    if calibration is None:
-        calibration = no_calibration(n_threads, pred.shape[0])
-    else:
+    if calibration is not None:
         calibration = _calibration_arguments(calibration, pred, n_threads)
-    calibrating = calibration.edges.size > 0
+    calibrating = calibration is not None
     rows = per_round if calibrating else 1
     marks = ConfidenceMarks(np.empty((rows, BLOCK if calibrating else 0), np.int32),
                             np.empty((rows, BLOCK if calibrating else 0)))  # fmt: skip
@@ -2059,7 +2116,7 @@ def hard_counts_shared(pred: Any, true: Any, classes: Classes, counts: HardCount
         run_shares(_decode_share, n_threads, pred, true, classes, labels, thread_stats,
                    calibration, marks, g0)  # fmt: skip
         run_shares(_tally_share, n_threads, labels, counts, n_pix, total, g0)
-        if calibrating:
+        if calibration is not None:
             run_shares(_calibration_share, n_threads, labels, marks, calibration.out, n_pix,
                        total, g0)  # fmt: skip
     _merge_stats(thread_stats, stats)

@@ -753,7 +753,8 @@ def test_signature_table():
     assert input_types(shared) == input_types(hard)
     # Each input a label map (4 dtypes) or scores (6 dtypes, 3 or 4 dimensions); two
     # score inputs have one shape. Soft: scores (5 dtypes) with a label map or scores.
-    assert len(hard) == len(shared) == 16**2 - 2 * 6 * 6
+    # Hard counts: each pair with confidence histograms (Calibration) or without (None).
+    assert len(hard) == len(shared) == 2 * (16**2 - 2 * 6 * 6)
     assert len(soft) == 2 * 5 * (4 + 5)
     for sig in hard | shared | soft:
         assert [a.layout for a in sig[:2]] == ["C", "C"]
