@@ -9,14 +9,15 @@ import numba
 import numpy as np
 
 from fastseg import kernels
-from fastseg.boundary import BoundarySums, boundary_counts, boundary_width, check_width
-from fastseg.calibration import CalibrationSums, check_bins, check_options
+from fastseg.boundary import BoundarySums, boundary_counts, boundary_width
+from fastseg.calibration import CalibrationSums
 from fastseg.class_images import class_images, lookup_codes
 from fastseg.counts import Counts
+from fastseg.extras import extra_options, extra_settings
 from fastseg.image_stats import ImageStat
 from fastseg.inputs import Prepared, check_num_classes, prepare, swap_hint
 from fastseg.labelmaps import Lookup
-from fastseg.surface import SurfaceStat, check_surface_options, surface_scores
+from fastseg.surface import SurfaceStat, surface_scores
 
 
 def count_prepared(
@@ -25,7 +26,7 @@ def count_prepared(
     soft: bool = False,
     check_range: bool | None = None,
     calibration: int | None = None,
-    softmax: bool = False,
+    calibration_softmax: bool = False,
     boundary: float | None = None,
     surface: Any = None,
     spacing: Any = None,
@@ -47,7 +48,7 @@ def count_prepared(
     calibration : int, optional
         Also histogram the confidence of the predicted class in this many bins
         (:mod:`fastseg.calibration`), in the same pass: score predictions only.
-    softmax : bool, default False
+    calibration_softmax : bool, default False
         With `calibration`: the scores are logits; the confidence is their softmax at
         the predicted class. Without it, confidences outside [0, 1] are refused.
     boundary : int or float, optional
@@ -72,17 +73,13 @@ def count_prepared(
     num_classes, n_images = prep.num_classes, prep.n_images
     check_num_classes(num_classes, soft=soft)
     # Every option is checked before the counting pass.
-    calibration = check_options(calibration, softmax)
-    if calibration is not None:
-        check_calibration(prep, soft=soft, n_bins=calibration)
-    if boundary is not None:
-        check_boundary(prep, soft=soft, width=boundary)
-    surface_setting = None
-    if surface is not None:
-        surface_setting = check_surface(prep, soft=soft, tolerance=surface, spacing=spacing,
-                                        percentile=percentile)  # fmt: skip
-    elif spacing is not None:
-        raise ValueError("spacing applies to surface metrics: pass surface=tolerance")
+    extras_asked = extra_options(
+        soft=soft, calibration=calibration, calibration_softmax=calibration_softmax,
+        boundary=boundary, surface=surface, spacing=spacing, percentile=percentile)  # fmt: skip
+    check_extras(prep, extras_asked)
+    calibration = extras_asked.get("calibration")
+    softmax = bool(extras_asked.get("calibration_softmax"))
+    surface_setting = extra_settings(extras_asked).get("surface")
     if check_range is None:
         check_range = not prep.post
     dtype = np.float64 if soft else np.int64
@@ -132,8 +129,8 @@ def count_prepared(
                 "for their softmax (calibration_softmax=True, --calibration-softmax)"
             )
         extras["calibration"] = CalibrationSums.from_kernel(cal.out, calibration, softmax)
-    if boundary is not None:
-        extras["boundary"] = count_boundaries(prep, boundary, threads)
+    if "boundary" in extras_asked:
+        extras["boundary"] = count_boundaries(prep, extras_asked["boundary"], threads)
     if surface_setting is not None:
         extras["surface"] = score_surfaces(prep, surface_setting, threads, case_spacing)
     return Counts(tp, pred, true, confusion, int(stats[kernels.IGNORED]), extras=extras)
@@ -187,33 +184,27 @@ def score_surfaces(
     return SurfaceStat(dice, hd, **setting)
 
 
-def check_surface(
-    prep: Prepared, *, soft: bool, tolerance: Any, spacing: Any, percentile: Any
-) -> dict[str, Any]:
-    """The surface setting, or a ValueError for options these inputs cannot take."""
-    setting = check_surface_options(tolerance, spacing, percentile)
-    if soft:
-        raise ValueError("surface metrics compare hard labels: leave out soft=True")
+def check_surface(prep: Prepared, tolerance: Any, spacing: Any) -> None:
+    """Refuse surface scores these inputs cannot take (a ValueError).
+
+    `tolerance` and `spacing` as :func:`fastseg.surface.check_surface_options` gives them.
+    """
     ndim = len(prep.spatial_shape)
     if ndim not in (2, 3):
         raise ValueError(
             f"surface metrics need 2-D images or 3-D volumes; these images have {ndim} "
             "spatial axes"
         )
-    space = setting["spacing"]
-    if isinstance(space, list) and len(space) not in (1, ndim):
-        raise ValueError(f"spacing has {len(space)} values for {ndim} spatial axes")
-    tol = setting["tolerance"]
-    if isinstance(tol, list) and len(tol) not in (1, prep.num_classes):
-        raise ValueError(f"surface has {len(tol)} tolerances for {prep.num_classes} classes")
-    return setting
+    if isinstance(spacing, list) and len(spacing) not in (1, ndim):
+        raise ValueError(f"spacing has {len(spacing)} values for {ndim} spatial axes")
+    if isinstance(tolerance, list) and len(tolerance) not in (1, prep.num_classes):
+        raise ValueError(
+            f"surface has {len(tolerance)} tolerances for {prep.num_classes} classes"
+        )
 
 
-def check_boundary(prep: Prepared, *, soft: bool, width: float) -> None:
+def check_boundary(prep: Prepared) -> None:
     """Refuse boundary counts of inputs that cannot give them (a ValueError)."""
-    check_width(width)
-    if soft:
-        raise ValueError("boundary counts are counts of hard labels: leave out soft=True")
     if len(prep.spatial_shape) not in (2, 3):
         raise ValueError(
             f"boundary counts need 2-D images or 3-D volumes; these images have "
@@ -221,11 +212,8 @@ def check_boundary(prep: Prepared, *, soft: bool, width: float) -> None:
         )
 
 
-def check_calibration(prep: Prepared, *, soft: bool, n_bins: int) -> None:
+def check_calibration(prep: Prepared) -> None:
     """Refuse confidence histograms of inputs that have no confidence (a ValueError)."""
-    check_bins(n_bins)
-    if soft:
-        raise ValueError("calibration bins hard predictions' confidences: leave out soft=True")
     if prep.pred_kind != "scores" or prep.channels is None or prep.channels < 2:
         raise ValueError(
             "calibration needs the prediction's scores (probabilities of two or more "
@@ -255,28 +243,23 @@ def count_arrays(y_true: Any, y_pred: Any, options: dict[str, Any]) -> tuple[Pre
     the :data:`EXTRA_OPTIONS`. Returns the prepared inputs and their counts.
     """
     prep = prepare(y_true, y_pred, **reading_options(options))
-    counted = count_prepared(prep, soft=options["soft"], calibration=options.get("calibration"),
-                             softmax=bool(options.get("calibration_softmax")),
-                             boundary=options.get("boundary"), surface=options.get("surface"),
-                             spacing=options.get("spacing"),
-                             percentile=options.get("percentile", 95.0),
-                             case_spacing=options.get("case_spacing"))  # fmt: skip
-    return prep, counted
+    extras = {k: options[k] for k in EXTRA_OPTIONS if k in options}
+    return prep, count_prepared(prep, soft=options["soft"], **extras)
 
 
 def check_extras(prep: Prepared, options: dict[str, Any]) -> None:
     """Refuse :data:`EXTRA_OPTIONS` that the inputs of `prep` cannot give (a ValueError).
 
-    For planning: `prep` may be of stand-in arrays of the inputs' shapes and dtypes.
+    `options` are checked already (:func:`fastseg.extras.extra_options`); this checks the
+    inputs. For planning, `prep` may be of stand-in arrays of the inputs' shapes and
+    dtypes.
     """
     if options.get("calibration") is not None:
-        check_calibration(prep, soft=options["soft"], n_bins=options["calibration"])
+        check_calibration(prep)
     if options.get("boundary") is not None:
-        check_boundary(prep, soft=options["soft"], width=options["boundary"])
+        check_boundary(prep)
     if options.get("surface") is not None:
-        check_surface(prep, soft=options["soft"], tolerance=options["surface"],
-                      spacing=options.get("spacing"),
-                      percentile=options.get("percentile", 95.0))  # fmt: skip
+        check_surface(prep, options["surface"], options.get("spacing"))
 
 
 def _unmapped_ids(prep: Prepared, side: str) -> np.ndarray:
@@ -480,8 +463,8 @@ def counts(
                    label_map_pred=label_map_pred,
                    reduce_zero_label=reduce_zero_label)  # fmt: skip
     return count_prepared(prep, soft=soft, calibration=calibration,
-                          softmax=calibration_softmax, boundary=boundary, surface=surface,
-                          spacing=spacing, percentile=percentile)  # fmt: skip
+                          calibration_softmax=calibration_softmax, boundary=boundary,
+                          surface=surface, spacing=spacing, percentile=percentile)  # fmt: skip
 
 
 def confusion_matrix(

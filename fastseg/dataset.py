@@ -26,12 +26,11 @@ import numpy as np
 
 from fastseg import counting as counting_
 from fastseg import progress as progress_
-from fastseg.boundary import boundary_width, check_width
-from fastseg.calibration import check_bins
-from fastseg.calibration import check_options as check_calibration_options
+from fastseg.boundary import BoundarySums, boundary_width
 from fastseg.checkpoint import BlockFile, Checkpoint, load_block, save_block
 from fastseg.counts import Counts
 from fastseg.dataset_presets import DatasetPreset, dataset_preset
+from fastseg.extras import extra_options
 from fastseg.filesource import plan_files
 from fastseg.formulas import Presence
 from fastseg.inputs import label_map_options, prepare
@@ -53,7 +52,6 @@ from fastseg.policy import Aggregation, EmptyValue, Preset, resolve_groups, reso
 from fastseg.report import Report
 from fastseg.stores import Source, chunk_region, iter_block_indices, missing_chunks, open_source
 from fastseg.stream import Accumulator
-from fastseg.surface import check_surface_options
 
 log = logging.getLogger("fastseg")
 
@@ -184,19 +182,24 @@ def _count_block(
     threads: int,
     save_to: BlockFile | None,
     halo: BlockHalo | None = None,
+    wide: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Counts:
     """Task: count one block (truth `t`, prediction `p`) whose first image is `b0`.
 
     Its counts start at image `b0`; they are saved to `save_to` when it is given. With
-    `halo`, both inputs carry its extra pixels for the boundary counts: the other counts
-    are made of the block without them.
+    `halo`, `wide` holds the (prediction, truth) block with that halo around it: the
+    boundary counts are made of it, the other counts of the block itself.
     """
     try:
         with numba_threads(threads):
             if halo is None:
                 _, c = counting_.count_arrays(t, p, options)
             else:
-                c = _count_with_halo(t, p, options, halo, threads)
+                assert wide is not None
+                plain = {k: v for k, v in options.items() if k != "boundary"}
+                _, c = counting_.count_arrays(t, p, plain)
+                c = dataclasses.replace(c, extras={**c.extras, "boundary": _count_boundaries(
+                    *wide, options, halo, threads)})  # fmt: skip
     except ValueError as exc:
         last = b0 + p.shape[0] - 1
         raise ValueError(f"block {block} (images {b0}-{last}): {exc}") from exc
@@ -284,32 +287,13 @@ def _boundary_halo(p_arr: Any, kind: str, axis: int | None, width: float) -> _Ha
     return _Halo(boundary_width(image_shape, width), image_shape)
 
 
-def _count_with_halo(
-    t: np.ndarray, p: np.ndarray, options: dict[str, Any], halo: BlockHalo, threads: int
-) -> Counts:
-    """The counts of a block given with its halo.
-
-    Boundaries are counted from all of it, everything else from the block itself.
-    """
-
-    def inner(x: np.ndarray, spatial: list[int]) -> np.ndarray:
-        index: list[slice] = [slice(None)] * x.ndim
-        for a, (lo, hi) in zip(spatial, halo.sides, strict=True):
-            index[a] = slice(lo, x.shape[a] - hi)
-        return x[tuple(index)]
-
+def _count_boundaries(
+    p: np.ndarray, t: np.ndarray, options: dict[str, Any], halo: BlockHalo, threads: int
+) -> BoundarySums:
+    """The boundary counts of a block given with its halo (the block is counted already)."""
     prep = prepare(t, p, **counting_.reading_options(options))
-    kinds = (prep.true_kind, prep.pred_kind)
-    axis = -1 if options["class_axis"] is None else int(options["class_axis"])
-    t_axes, p_axes = (
-        _Halo.spatial_axes(x.ndim, kind, axis % x.ndim)
-        for x, kind in zip((t, p), kinds, strict=True)
-    )
-    plain = {k: v for k, v in options.items() if k != "boundary"}
-    _, region = counting_.count_arrays(inner(t, t_axes), inner(p, p_axes), plain)
-    found = counting_.count_boundaries(prep, options["boundary"], threads, halo=halo.sides,
-                                       image_shape=halo.image_shape)  # fmt: skip
-    return dataclasses.replace(region, extras={**region.extras, "boundary": found})
+    return counting_.count_boundaries(prep, options["boundary"], threads, halo=halo.sides,
+                                      image_shape=halo.image_shape)  # fmt: skip
 
 
 def _fingerprint(
@@ -398,23 +382,9 @@ def plan(
         "spatial_dims": spatial_dims,
         **label_map_options(label_map, label_map_pred, reduce_zero_label),
     }
-    if check_calibration_options(calibration, calibration_softmax) is not None:
-        options["calibration"] = check_bins(calibration)
-        options["calibration_softmax"] = bool(calibration_softmax)
-        if soft:
-            raise ValueError("calibration bins hard predictions' confidences: leave out soft=True")
-    if boundary is not None:
-        options["boundary"] = check_width(boundary)
-        if soft:
-            raise ValueError("boundary counts are counts of hard labels: leave out soft=True")
-    if surface is not None:
-        setting = check_surface_options(surface, spacing, percentile)
-        options.update(surface=setting["tolerance"], spacing=setting["spacing"],
-                       percentile=setting["percentile"])  # fmt: skip
-        if soft:
-            raise ValueError("surface metrics compare hard labels: leave out soft=True")
-    elif spacing is not None:
-        raise ValueError("spacing applies to surface metrics: pass surface=tolerance")
+    options |= extra_options(
+        soft=soft, calibration=calibration, calibration_softmax=calibration_softmax,
+        boundary=boundary, surface=surface, spacing=spacing, percentile=percentile)  # fmt: skip
     if instances is not None and instances is not False:
         check_instance_options(options)
     if is_file_input(pred) or is_file_input(true):  # folders, globs, lists of files
@@ -494,8 +464,12 @@ def plan(
     block_options = options
     if options["spatial_dims"] is None and "scores" not in (pred_kind, true_kind):
         block_options = {**options, "spatial_dims": p_arr.ndim - 1}
-    p_blocks = p_arr.to_delayed() if halo is None else halo.overlap(p_arr, pred_kind, axis)
-    t_blocks = t_arr.to_delayed() if halo is None else halo.overlap(t_arr, true_kind, axis)
+    p_blocks = p_arr.to_delayed()
+    t_blocks = t_arr.to_delayed()
+    # With boundary counts over blocks that split images, each block also with its halo
+    # (Dask reads each chunk once for both).
+    p_wide = None if halo is None else halo.overlap(p_arr, pred_kind, axis)
+    t_wide = None if halo is None else halo.overlap(t_arr, true_kind, axis)
     starts = np.cumsum((0, *p_arr.chunks[0])).tolist()
     parts = []
     counting = set()
@@ -528,6 +502,7 @@ def plan(
             kernel_threads,
             save_to,
             None if halo is None else halo.block(block, pred_kind, axis, p_arr.numblocks),
+            None if p_wide is None or t_wide is None else (p_wide[block], t_wide[t_index]),
         )
         parts.append(task)
         counting.add(task.key)
@@ -982,12 +957,7 @@ def evaluate(
         class_names=p.class_names,
         per_image=per_image,
         soft=soft,
-        calibration=p.options.get("calibration"),
-        calibration_softmax=bool(p.options.get("calibration_softmax")),
-        boundary=p.options.get("boundary"),
-        surface=p.options.get("surface"),
-        spacing=p.options.get("spacing"),
-        percentile=p.options.get("percentile", 95.0),
+        **{k: p.options[k] for k in counting_.EXTRA_OPTIONS if k in p.options},
     )
     acc.add_counts(counts, p.ids)
     policy = p.policy

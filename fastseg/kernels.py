@@ -1281,6 +1281,7 @@ def _decoded_block(pred, true, span, classes, scratch, stats, pair, table, calib
             Mask(tl, False))  # fmt: skip
     n_span = span.stop - span.start
     pred_classes = _pred_classes(classes)
+    conf = _confidence_buffer(cal_work)
     # With calibration, channels-last scores are decoded in pieces that stay in cache,
     # each piece's confidences read right after its argmax (a block of VOC scores is
     # 2.7 MB, of ADE20K's 150 float16 scores 9.8 MB: read back afterwards, each pixel's
@@ -1291,7 +1292,7 @@ def _decoded_block(pred, true, span, classes, scratch, stats, pair, table, calib
         piece = Span(span.image, span.start + j0, span.start + j1)
         _decode(pred, piece, pred_classes, Scratch(pl[j0:j1], pkeys, nans),
                 Found(stats, PRED_BAD), Mask(tl[j0:j1], True))  # fmt: skip
-        _piece_confidences(pred, piece, pl[j0:j1], pkeys, calibration, cal_work, j0)
+        _piece_confidences(pred, piece, pl[j0:j1], pkeys, calibration, conf, j0)
     _tally(pl, tl, n_span, table, classes.num_classes + PRED_BAD_COLUMN + 1)
     _calibrate(span, tl, pl, calibration, cal_work, stats)
 
@@ -1321,14 +1322,22 @@ def _calibration_step(pred, calibration, n_span):
 
 
 @_specialised
-def _piece_confidences(pred, piece, pl, keys, calibration, work, j0):
-    """The confidences of a decoded piece into ``work.conf`` from `j0` on (with calibration)."""
-    if _off(calibration):
-        return lambda pred, piece, pl, keys, calibration, work, j0: None
+def _confidence_buffer(work):
+    """The confidence buffer of a thread's :class:`CalScratch` (None without calibration)."""
+    if _off(work):
+        return lambda work: None
+    return lambda work: work.conf
 
-    def impl(pred, piece, pl, keys, calibration, work, j0):
+
+@_specialised
+def _piece_confidences(pred, piece, pl, keys, calibration, conf, j0):
+    """The confidences of a decoded piece into `conf` from `j0` on (with calibration)."""
+    if _off(calibration):
+        return lambda pred, piece, pl, keys, calibration, conf, j0: None
+
+    def impl(pred, piece, pl, keys, calibration, conf, j0):
         j1 = j0 + piece.stop - piece.start
-        _gather_confidences(pred, piece, pl, keys, calibration.softmax, work.conf[j0:j1])
+        _gather_confidences(pred, piece, pl, keys, calibration.softmax, conf[j0:j1])
 
     return impl
 
@@ -1970,11 +1979,10 @@ def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats, calibration, bins,
 
 @_specialised
 def _chunk_confidence_buffer(calibration, size):
-    """The confidences of a chunk of :func:`hard_counts_shared`, as :class:`CalScratch`."""
+    """The confidences of a chunk of :func:`hard_counts_shared` (None without calibration)."""
     if _off(calibration):
         return lambda calibration, size: None
-    return lambda calibration, size: CalScratch(
-        calibration.tables[0], np.empty(size), np.empty(0, np.int32), np.empty(0))
+    return lambda calibration, size: np.empty(size)
 
 
 @_specialised
@@ -1984,7 +1992,7 @@ def _chunk_bins(conf, tl, pl, calibration, bins, units, stats):
 
     def impl(conf, tl, pl, calibration, bins, units, stats):
         n = tl.size
-        _confidence_bins(conf.conf, tl, pl, calibration.edges, bins[:n], units[:n], stats)
+        _confidence_bins(conf, tl, pl, calibration.edges, bins[:n], units[:n], stats)
 
     return impl
 

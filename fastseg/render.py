@@ -51,10 +51,10 @@ JSON_LAYOUTS = ("report", "per-case", "cityscapes")
 #: Group means, in display order, with their labels.
 GROUP_SUMMARY_LABELS = {"miou": "mIoU", "mdice": "mDice", "mprecision": "mPrecision",
                         "mrecall": "mRecall"}  # fmt: skip
-#: Labels of the extras' columns and summaries in the text table.
-EXTRA_LABELS = {"boundary_iou": "BIoU", "surface_dice": "NSD", "hd95": "HD95",
-                "mboundary_iou": "mBIoU", "msurface_dice": "mNSD", "mhd95": "mHD95",
-                "ece": "ECE", "mce": "MCE"}  # fmt: skip
+#: Labels of the extras' columns and summaries in the text table (a Hausdorff column, hd95
+#: or another percentile, is labelled by :func:`extra_label`).
+EXTRA_LABELS = {"boundary_iou": "BIoU", "surface_dice": "NSD", "mboundary_iou": "mBIoU",
+                "msurface_dice": "mNSD", "ece": "ECE", "mce": "MCE"}  # fmt: skip
 #: The summaries of each kind of extra beyond the means of its columns.
 EXTRA_SUMMARIES = {"calibration": ("ece", "mce")}
 #: nnU-Net's per-case metrics, in its order.

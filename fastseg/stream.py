@@ -17,16 +17,14 @@ from typing import Any
 import numpy as np
 
 from fastseg._version import __version__
-from fastseg.boundary import check_width
-from fastseg.calibration import check_options
 from fastseg.counting import count_prepared
 from fastseg.counts import Counts, corrupt_file, counts_from_arrays, load_versioned, save_counts
+from fastseg.extras import extra_options, extra_settings
 from fastseg.formulas import Presence
 from fastseg.inputs import prepare, prepare_options
 from fastseg.labelmaps import LabelMap, jsonable
 from fastseg.policy import Aggregation, EmptyValue, explain_keywords, resolve_groups
 from fastseg.report import Report
-from fastseg.surface import check_surface_options
 
 #: Confusion-matrix bytes of pending updates above which they are merged at once.
 PENDING_BYTES = 16 * 2**20
@@ -163,24 +161,20 @@ class Accumulator:
                 "ignore_index (mmsegmentation uses 255)"
             )
         resolve_groups(groups, self.num_classes, class_names)  # checked now
-        self.calibration = check_options(calibration, calibration_softmax)
-        self.calibration_softmax = bool(calibration_softmax)
-        self.boundary = None if boundary is None else check_width(boundary)
-        if self.boundary is not None and self.soft:
-            raise ValueError("boundary counts are counts of hard labels: leave out soft=True")
-        self.surface: dict[str, Any] | None = None
-        if surface is not None:
-            self.surface = check_surface_options(surface, spacing, percentile)
-            if self.soft:
-                raise ValueError("surface metrics compare hard labels: leave out soft=True")
-            if not self.per_image:
-                raise ValueError(
-                    "surface metrics are scores per image (case): they need per_image=True"
-                )
-        elif spacing is not None:
-            raise ValueError("spacing applies to surface metrics: pass surface=tolerance")
-        if self.calibration is not None and self.soft:
-            raise ValueError("calibration bins hard predictions' confidences: leave out soft=True")
+        # The per-image statistics asked for, checked: the options count_prepared takes.
+        self._extras = extra_options(
+            soft=self.soft, calibration=calibration, calibration_softmax=calibration_softmax,
+            boundary=boundary, surface=surface, spacing=spacing, percentile=percentile)  # fmt: skip
+        if "surface" in self._extras and not self.per_image:
+            raise ValueError(
+                "surface metrics are scores per image (case): they need per_image=True"
+            )
+        settings = extra_settings(self._extras)
+        self.calibration: int | None = self._extras.get("calibration")
+        self.calibration_softmax = bool(self._extras.get("calibration_softmax"))
+        self.boundary: float | None = self._extras.get("boundary")
+        #: The surface setting (tolerance, spacing, percentile), or None.
+        self.surface: dict[str, Any] | None = settings.get("surface")
         self.groups: dict[str, list[int | str]] | None = (
             None if groups is None else {str(k): list(v) for k, v in groups.items()})  # fmt: skip
         self.reset()
@@ -255,13 +249,7 @@ class Accumulator:
             label_map_pred=self.label_map_pred,
             reduce_zero_label=self.reduce_zero_label,
         )
-        surface = self.surface or {}
-        counted = count_prepared(prep, soft=self.soft, calibration=self.calibration,
-                                 softmax=self.calibration_softmax, boundary=self.boundary,
-                                 surface=surface.get("tolerance"),
-                                 spacing=surface.get("spacing"),
-                                 percentile=surface.get("percentile"))  # fmt: skip
-        return self.add_counts(counted, ids)
+        return self.add_counts(count_prepared(prep, soft=self.soft, **self._extras), ids)
 
     def add_counts(self, counts: Counts, ids: Sequence[Any] | None = None) -> Accumulator:
         """Add counts made elsewhere (e.g. by :func:`fastseg.counts` or a Dask chunk)."""
@@ -281,15 +269,7 @@ class Accumulator:
 
     def _extra_settings(self) -> dict[str, dict[str, Any]]:
         """The per-image statistics this accumulator computes: kind -> setting."""
-        settings: dict[str, dict[str, Any]] = {}
-        if self.calibration is not None:
-            settings["calibration"] = {"n_bins": self.calibration,
-                                       "softmax": self.calibration_softmax}  # fmt: skip
-        if self.boundary is not None:
-            settings["boundary"] = {"width": self.boundary}
-        if self.surface is not None:
-            settings["surface"] = dict(self.surface)
-        return settings
+        return extra_settings(self._extras)
 
     def _check_extras(self, counts: Counts, error: Callable[[str], Exception]) -> None:
         """Raise ``error(why)`` unless `counts` carry this accumulator's per-image statistics.

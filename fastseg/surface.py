@@ -700,50 +700,37 @@ def _stats_share(out, bounds, owner, tau32, use_max, q32, counts, quantiles, t, 
 # ------------------------------------------------------------------------ the API
 
 
-def _as_spacing(spacing: Any, ndim: int) -> np.ndarray:
-    if spacing is None:
-        return np.ones(ndim)
-    if isinstance(spacing, bool):
-        raise ValueError(f"spacing must be a number or one per spatial axis; got {spacing!r}")
-    if isinstance(spacing, numbers.Real):
-        values = np.full(ndim, float(spacing))
+def _per_item(value: Any, count: int, name: str, item: str, positive: bool) -> np.ndarray:
+    """`value` as `count` float64s: one number for all, or one per `item`.
+
+    Finite, and > 0 (`positive`) or >= 0; else a ValueError naming `name`.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number or one per {item}; got {value!r}")
+    if isinstance(value, numbers.Real):
+        values = np.full(count, float(value))
     else:
         try:
-            values = np.asarray(spacing, dtype=np.float64)
+            values = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number or one per {item}; got {value!r}") from None
+        if values.shape != (count,):
             raise ValueError(
-                f"spacing must be a number or one per spatial axis; got {spacing!r}"
-            ) from None
-        if values.shape != (ndim,):
-            raise ValueError(
-                f"spacing must be a number or {ndim} values (one per spatial axis); got "
-                f"{spacing!r}"
+                f"{name} must be a number or {count} values (one per {item}); got {value!r}"
             )
-    if not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ValueError(f"spacing must be finite and > 0; got {spacing!r}")
+    low = np.any(values <= 0) if positive else np.any(values < 0)
+    if not np.all(np.isfinite(values)) or low:
+        raise ValueError(f"{name} must be finite and {'>' if positive else '>='} 0; got {value!r}")
     return values
+
+
+def _as_spacing(spacing: Any, ndim: int) -> np.ndarray:
+    return np.ones(ndim) if spacing is None else _per_item(
+        spacing, ndim, "spacing", "spatial axis", positive=True)  # fmt: skip
 
 
 def _as_tolerance(tolerance: Any, n: int) -> np.ndarray:
-    if isinstance(tolerance, bool):
-        raise ValueError(f"tolerance must be a number or one per class; got {tolerance!r}")
-    if isinstance(tolerance, numbers.Real):
-        values = np.full(n, float(tolerance))
-    else:
-        try:
-            values = np.asarray(tolerance, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"tolerance must be a number or one per class; got {tolerance!r}"
-            ) from None
-        if values.shape != (n,):
-            raise ValueError(
-                f"tolerance must be a number or {n} values (one per class); got shape "
-                f"{values.shape}"
-            )
-    if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(f"tolerances must be finite and >= 0; got {tolerance!r}")
-    return values
+    return _per_item(tolerance, n, "tolerance", "class", positive=False)
 
 
 def _labels(a: Any, name: str) -> np.ndarray:
