@@ -77,18 +77,15 @@ two label maps, other    _label_pair_block  one lookup per map and pixel,   no f
 dtypes                                      no branch on the labels
 label map ``(B, P)``     _decode_labels     one pass over a slice (indices  no figure
 (truth, beside scores)                      non-negative: vectorised)
-last, float32/64,        _decode_last       running argmax per pixel,       N=14: 28, N=21: 33
-N < 32                                      branch-free NaN flag            (a); VOC: ~33 (b)
+last, float32 / float16  _decode_vector_rows row_argmax: the row in 8-lane  N=5: 10, N=14: 9,
+bits, 1 < N <= 32                           vectors, max tree, first index  N=21: 12, N=31: 19
+                                            by cttz of one mask             (h)
+last, float64, N < 32    _decode_last       running argmax per pixel,       N=14: 28, N=21: 33
+                                            branch-free NaN flag            (a); VOC: ~33 (b)
 last, float32/64,        _decode_last       _argmax_two_pass: largest key,  N=32: 30,
-N >= 32                                     then first class holding it     N=100: 156 (a)
-last, float16 bits,      _decode_half_rows  _argmax_half_rows: four pixels  N=14 / 19: 43 / 41
-1 < N < 32, block                           at once; raw bits when the      on keys, 19 / 17
-without NaN                                 block has no negative score     raw (c); volume
-                                                                            46 -> 34 (b)
-last, float16 bits,      _decode_last       per-pixel argmax on int32       volume: 148 ms vs
-block with a NaN                            keys (_key)                     295 ms (d)
+N > 32                                      then first class holding it     N=100: 156 (a)
 last, float16 bits,      _decode_last       _argmax_two_pass                ade16: 80 -> 19 ms
-N >= 32                                                                     (a)
+N > 32                                                                      (a)
 last, integers           _decode_last       running argmax per pixel        no figure
 inside, any dtype        _decode_strided    _argmax_group: 4 classes per    VOC 9.0, ADE 67,
                                             pass over a run of pixels       ADE16 43 (e);
@@ -99,8 +96,8 @@ soft sums, any scores    _soft_block        float64 sums pixel by pixel     no f
 (a) :func:`_two_pass_from`: random float32 softmax, one pass / two passes at N = 14, 21,
 32, 100 (the faster one is used); float16 in ms. (b) README, Performance: "about 33
 cycles per pixel for VOC"; "one thread: 46 -> 34 cycles per pixel for the volume"
-(float16, 14 classes). (c) :func:`_argmax_half_rows` (one pixel at a time: 61 / 77).
-(d) :func:`_key`: int32 keys against :func:`_sm_key` keys, in ms, not cycles. (g) one
+(float16, 14 classes). (h) :func:`_decode_vector_rows`: blocks of random float32 scores in
+cache, against the per-pixel loop (22, 29, 51, 65); float16 measured the same within noise. (g) one
 thread, 4 x 1024 x 2048 maps (:func:`_fused_pair_block`'s docstring). (e)
 :func:`_argmax_group` (one class per pass: 20.6, 166, 100). (f) :func:`_lane_key`:
 float16 keys on 16-bit lanes against int32 keys; measured again on 2026-12-01, int32 keys
@@ -133,8 +130,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
+from llvmlite import ir
 from numba import from_dtype, njit, typeof, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 # --------------------------------------------------------------------------------------
 # Numba options: the one place that owns them. Every kernel is compiled with KERNEL and
@@ -859,6 +857,9 @@ def _two_pass_from(x):
 
 @_specialised
 def _key_buffer(x, size):
+    if x.ndim == 3 and (x.dtype == types.uint16 or x.dtype == types.float32):
+        # Channels-last: each pixel's maximum, the confidence (:func:`_note_top`).
+        return lambda x, size: np.empty(size, np.float32)
     if x.dtype == types.uint16:
         return lambda x, size: np.empty(size, np.int32)
     if x.ndim == 4:
@@ -974,109 +975,267 @@ def _argmax_two_pass(bits):
     return lab, nan
 
 
-@njit(**HELPER)
-def _half_flags(block):
-    """(any negative, any NaN) over a block of float16 bits: one vectorised pass.
+# --------------------------------------------------------------------------------------
+# Channels-last rows in vector registers
+#
+# The argmax of one pixel's scores in SIMD registers: channels-last float32 / float16 rows.
+#
+# A channels-last pixel's scores are a short contiguous row. A running argmax over it is a
+# chain of dependent compares (about 30 cycles per pixel for 21 classes); LLVM does not
+# vectorise that reduction, nor a max-then-first-index pair of loops written in Numba. So
+# :func:`row_argmax` is written as LLVM IR (a Numba intrinsic) over 8-lane vectors:
+#
+# 1. the row is read in chunks of 8 scores: at 0, 8, ... and, for a row whose length is not a
+#    multiple of 8, its last 8 scores (the chunk overlaps the one before it, which changes
+#    neither the maximum nor the first index holding it); float16 is widened to float32 in
+#    the register (exactly), so both dtypes share the rest;
+# 2. the maximum of the chunks, lane by lane, then across the lanes (a shuffle tree);
+# 3. per chunk, the lanes equal to it as a bit mask, shifted to the chunk's offset and
+#    combined into one mask of the row; the first index is its lowest set bit (``cttz``);
+# 4. NaN: any unordered lane. Decoders flag such pixels and skip them, so the label of a
+#    pixel with a NaN score is not defined here.
+#
+# A row shorter than 8 is read as one chunk past its end, the lanes beyond it set to -inf:
+# the caller keeps the reads inside the array (:func:`safe_rows`).
+#
+# Ties keep the first index, -0.0 equals +0.0, and a row of -inf is labelled 0: the rules of
+# ``np.argmax`` and of the kernels' scalar loops.
+#
+# It lives in this file for the cache: Numba keys a cached kernel by its source file,
+# and an intrinsic edited in another module would leave the old machine code in use.
+# --------------------------------------------------------------------------------------
 
-    Over the block's elements in one flat loop, with two integer reductions (an OR of the
-    bits, the largest magnitude): row by row, the short class loop did not vectorise
-    (one thread, 19 classes: 20.5 -> 6.1 cycles per pixel).
+#: Scores per vector register (AVX2: 8 float32).
+VECTOR_LANES = 8
+#: Chunks a row may span: the first index is found in one 64-bit mask of the row.
+VECTOR_CHUNKS = 64 // VECTOR_LANES
+
+_IR_I32 = ir.IntType(32)
+_IR_I64 = ir.IntType(64)
+_IR_F32 = ir.FloatType()
+_IR_VF = ir.VectorType(_IR_F32, VECTOR_LANES)
+_IR_VI32 = ir.VectorType(_IR_I32, VECTOR_LANES)
+_IR_MASK = ir.IntType(VECTOR_LANES)
+
+
+def _splat(builder: ir.IRBuilder, value: Any, vector: ir.VectorType) -> Any:
+    one = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(_IR_I32, 0))
+    return builder.shuffle_vector(one, one, ir.Constant(_IR_VI32, [0] * VECTOR_LANES))
+
+
+def _max(builder: ir.IRBuilder, a: Any, b: Any) -> Any:
+    # a > b ? a : b, the form LLVM lowers to one vmaxps.
+    return builder.select(builder.fcmp_ordered(">", a, b), a, b)
+
+
+def _row_argmax(typingctx: Any, block: Any, j: Any, chunks: Any) -> Any:
+    """``(label, nan, top)`` of row `j` of a C-contiguous 2-D float32 / float16-bits block.
+
+    `label` (int32) is the first index of the row's maximum, `nan` whether the row holds a
+    NaN, `top` (float32) the maximum. `chunks` (a compile-time constant, 1 to
+    :data:`VECTOR_CHUNKS`) is the number of 8-score chunks a row spans, ``ceil(N / 8)``: the
+    code is unrolled over them. Rows of fewer than
+    :data:`VECTOR_LANES` scores are read past their end (see :func:`safe_rows`).
     """
-    flat = block.reshape(block.size)
-    bits = np.uint16(0)
-    top = np.uint16(0)
-    for i in range(flat.size):
-        v = flat[i]
-        bits |= v
-        top = max(top, np.uint16(v & np.uint16(0x7FFF)))
-    return (bits & 0x8000) != 0, top > 0x7C00
+    if not (isinstance(block, types.Array) and block.ndim == 2 and block.layout == "C"
+            and block.dtype in (types.float32, types.uint16)
+            and isinstance(chunks, types.IntegerLiteral)
+            and 1 <= chunks.literal_value <= VECTOR_CHUNKS):  # fmt: skip
+        return None
+    half = block.dtype == types.uint16
+    itemsize = 2 if half else 4
+    raw = ir.VectorType(ir.IntType(16), VECTOR_LANES) if half else _IR_VF
+    n_chunks = chunks.literal_value
+    sig = types.Tuple((types.int32, types.boolean, types.float32))(block, types.intp, chunks)
+
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> Any:
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        n = builder.extract_value(array.shape, 1)
+        row = builder.gep(
+            builder.bitcast(array.data, ir.IntType(8).as_pointer()),
+            [builder.mul(args[1], builder.extract_value(array.strides, 0))],
+        )
+        # Chunk k starts at min(8k, n - 8): the last one ends at the row's end.
+        last = builder.sub(n, ir.Constant(_IR_I64, VECTOR_LANES))
+        offsets = [ir.Constant(_IR_I64, 0)]
+        for k in range(1, n_chunks):
+            at = ir.Constant(_IR_I64, VECTOR_LANES * k)
+            offsets.append(builder.select(builder.icmp_signed("<", at, last), at, last))
+        values = []
+        for offset in offsets:
+            p = builder.gep(row, [builder.mul(offset, ir.Constant(_IR_I64, itemsize))])
+            v = builder.load(builder.bitcast(p, raw.as_pointer()), align=itemsize)
+            if half:
+                halves = builder.bitcast(v, ir.VectorType(ir.HalfType(), VECTOR_LANES))
+                v = builder.fpext(halves, _IR_VF)
+            values.append(v)
+        nan = builder.fcmp_unordered("uno", values[0], values[0])
+        if n_chunks == 1:
+            # A short row: the lanes past its end are -inf and not NaN.
+            valid = builder.icmp_signed(
+                "<", ir.Constant(_IR_VI32, list(range(VECTOR_LANES))),
+                _splat(builder, builder.trunc(n, _IR_I32), _IR_VI32))  # fmt: skip
+            nan = builder.and_(nan, valid)
+            minus_inf = ir.Constant(_IR_VF, [float("-inf")] * VECTOR_LANES)
+            values[0] = builder.select(valid, values[0], minus_inf)
+        for v in values[1:]:
+            nan = builder.or_(nan, builder.fcmp_unordered("uno", v, v))
+        m = values[0]
+        for v in values[1:]:
+            m = _max(builder, v, m)
+        for width in (4, 2, 1):
+            rotated = [(i + width) % VECTOR_LANES for i in range(VECTOR_LANES)]
+            m = _max(builder, builder.shuffle_vector(m, m, ir.Constant(_IR_VI32, rotated)), m)
+        top = builder.extract_element(m, ir.Constant(_IR_I32, 0))
+        best = _splat(builder, top, _IR_VF)
+        cttz = builder.module.declare_intrinsic(
+            "llvm.cttz", [_IR_I64], ir.FunctionType(_IR_I64, [_IR_I64, ir.IntType(1)]))
+        equal = [builder.bitcast(builder.fcmp_ordered("==", v, best), _IR_MASK) for v in values]
+        hits = [builder.zext(e, _IR_I64) for e in equal]
+        # One 64-bit mask of the row (overlapping chunks set a bit twice): its lowest bit.
+        mask = hits[0]
+        for offset, h in zip(offsets[1:], hits[1:], strict=True):
+            mask = builder.or_(mask, builder.shl(h, offset))
+        label = builder.call(cttz, [mask, ir.Constant(ir.IntType(1), 0)])
+        any_nan = builder.icmp_unsigned(
+            "!=", builder.bitcast(nan, _IR_MASK), ir.Constant(_IR_MASK, 0))
+        return context.make_tuple(
+            builder, signature.return_type, [builder.trunc(label, _IR_I32), any_nan, top])
+
+    return sig, codegen
+
+
+#: The intrinsic, called from compiled code as ``row_argmax(block, j, chunks)``.
+row_argmax: Any = intrinsic(prefer_literal=True)(_row_argmax)
 
 
 @njit(**HELPER)
-def _half_key(v, signed):
-    # Without a negative score in the block, the bits themselves order like the values.
-    return _sm_key(v) if signed else np.int16(v)
+def safe_rows(n_rows: int, channels: int) -> int:
+    """Rows of a block whose :func:`row_argmax` reads stay inside the block.
 
-
-@njit(**HELPER)
-def _argmax_half_rows(block, out, signed):
-    """Argmax of channels-last float16 bits (no NaN), four pixels at a time.
-
-    Four independent running maxima with selects, not branches: the compares of one
-    pixel depend on each other, those of four pixels do not. Measured, one thread,
-    cycles per pixel at 14 / 19 classes: one pixel at a time 61 / 77; four, with keys
-    43 / 41, on the raw bits of a non-negative block 19 / 17.
+    A row shorter than a chunk is read on into the rows after it.
     """
-    n_span, channels = block.shape
-    j = 0
-    while j + 4 <= n_span:
-        r0 = block[j]
-        r1 = block[j + 1]
-        r2 = block[j + 2]
-        r3 = block[j + 3]
-        b0 = _half_key(r0[0], signed)
-        b1 = _half_key(r1[0], signed)
-        b2 = _half_key(r2[0], signed)
-        b3 = _half_key(r3[0], signed)
-        l0 = l1 = l2 = l3 = np.int32(0)
-        for c in range(1, channels):
-            k0 = _half_key(r0[c], signed)
-            k1 = _half_key(r1[c], signed)
-            k2 = _half_key(r2[c], signed)
-            k3 = _half_key(r3[c], signed)
-            b0, l0 = _first_max(b0, l0, k0, np.int32(c))
-            b1, l1 = _first_max(b1, l1, k1, np.int32(c))
-            b2, l2 = _first_max(b2, l2, k2, np.int32(c))
-            b3, l3 = _first_max(b3, l3, k3, np.int32(c))
-        out[j] = l0
-        out[j + 1] = l1
-        out[j + 2] = l2
-        out[j + 3] = l3
-        j += 4
-    for i in range(j, n_span):
-        r = block[i]
-        best = _half_key(r[0], signed)
-        lab = np.int32(0)
-        for c in range(1, channels):
-            best, lab = _first_max(best, lab, _half_key(r[c], signed), np.int32(c))
-        out[i] = lab
+    if channels >= VECTOR_LANES:
+        return n_rows
+    return max(n_rows - (VECTOR_LANES + channels - 1) // channels + 1, 0)
+
+
+#: Classes up to which channels-last float32 / float16 rows are decoded in vector
+#: registers (:func:`_decode_vector_rows`): four chunks of :data:`LANES` scores.
+VECTOR_CLASSES = 4 * VECTOR_LANES
+
+
+def _vector_rows(block, out, nans, tops, chunks):
+    """Labels, NaN flags and maxima of a block's rows, `chunks` vector chunks per row.
+
+    Of the rows :func:`row_argmax` may read (:func:`safe_rows`); returns (rows, any NaN).
+
+    Compiled, the overload below; this body is NumPy's form, for ``NUMBA_DISABLE_JIT=1``.
+    """
+    n_rows = safe_rows(block.shape[0], block.shape[1])
+    rows = block[:n_rows].view(np.float16) if block.dtype == np.uint16 else block[:n_rows]
+    nan = np.isnan(rows).any(axis=1)
+    out[:n_rows] = np.argmax(rows, axis=1)
+    nans[:n_rows] = nan
+    tops[:n_rows] = rows.max(axis=1, initial=-np.inf)
+    return n_rows, bool(nan.any())
+
+
+@overload(_vector_rows, prefer_literal=True, jit_options=HELPER)
+def _vector_rows_of(block, out, nans, tops, chunks):
+    if not isinstance(chunks, types.IntegerLiteral):
+        return None
+    k = chunks.literal_value
+
+    def impl(block, out, nans, tops, chunks):
+        n_rows = safe_rows(block.shape[0], block.shape[1])
+        any_nan = False
+        for j in range(n_rows):
+            lab, nan, top = row_argmax(block, j, k)
+            out[j] = lab
+            nans[j] = nan
+            tops[j] = top
+            any_nan |= nan
+        return n_rows, any_nan
+
+    return impl
 
 
 @_specialised
-def _decode_half_rows(x, span, classes, scratch, found, mask):
-    """The fast path of :func:`_decode_last` for float16 bits; False when it does not apply.
+def _decode_vector_rows(x, span, classes, scratch, found, mask):
+    """The fast path of :func:`_decode_last`; False when it does not apply.
 
-    It applies to several classes (fewer than the two-pass threshold) and a block without
-    NaN; it reads the scores of every pixel, ignored truth or not (results are the same).
+    It applies to float32 / float16 scores of 2 to :data:`VECTOR_CLASSES` classes.
+
+    Each row's argmax in vector registers (:func:`row_argmax`); its maximum,
+    the confidence, goes into the keys buffer. One thread, cycles per pixel on blocks in
+    cache (random float32 scores), per-pixel loop -> vector: N=5 22 -> 10, N=14 29 -> 9,
+    N=21 51 -> 12, N=31 65 -> 19. It reads the scores of every pixel, ignored truth or
+    not (the results are the same).
     """
-    if x.dtype != types.uint16:
+    if x.dtype not in (types.float32, types.uint16):
         return lambda x, span, classes, scratch, found, mask: False
 
     def impl(x, span, classes, scratch, found, mask):
         b, start, stop = span
-        out, keys, nans = scratch
+        out, tops, nans = scratch
         keep, masked = mask
         channels = x.shape[2]
-        if channels == 1 or channels >= _two_pass_from(x):
+        if channels == 1 or channels > VECTOR_CLASSES:
             return False
         block = x[b, start:stop]
-        negative, block_nan = _half_flags(block)
-        if block_nan:
-            return False  # the per-pixel loop counts NaN pixels exactly
-        _argmax_half_rows(block, out, negative)
+        chunks = (channels + VECTOR_LANES - 1) // VECTOR_LANES
+        if chunks == 1:
+            n_rows, any_nan = _vector_rows(block, out, nans, tops, 1)
+        elif chunks == 2:
+            n_rows, any_nan = _vector_rows(block, out, nans, tops, 2)
+        elif chunks == 3:
+            n_rows, any_nan = _vector_rows(block, out, nans, tops, 3)
+        else:
+            n_rows, any_nan = _vector_rows(block, out, nans, tops, 4)
         n_span = stop - start
+        for j in range(n_rows, n_span):  # the last rows of a block of short rows
+            r = block[j]
+            best = _key(r[0])
+            lab = 0
+            nan = _isnan(r[0])
+            for c in range(1, channels):
+                k = _key(r[c])
+                if k > best:
+                    best = k
+                    lab = c
+                nan |= _isnan(r[c])
+            out[j] = lab
+            nans[j] = nan
+            tops[j] = _score_value(r[lab])
+            any_nan |= nan
         if masked:
             for j in range(n_span):
                 if keep[j] < 0:
                     out[j] = SKIP
-        _finish_scores(Scratch(out[:n_span], keys, nans), False, False, classes, found, mask)
+        _finish_scores(Scratch(out[:n_span], tops, nans), any_nan, False, classes, found, mask)
         return True
 
     return impl
 
 
+@_specialised
+def _note_top(tops, j, row, lab):
+    """Keep pixel j's maximum (its confidence) in a channels-last decoder's keys buffer.
+
+    Float32 / float16 decoders keep it whichever path decoded the pixel.
+    """
+    if tops.dtype == types.float32:
+
+        def keep(tops, j, row, lab):
+            tops[j] = _score_value(row[min(lab, row.shape[0] - 1)])
+
+        return keep
+    return lambda tops, j, row, lab: None
+
+
 def _decode_last(x, span, classes, scratch, found, mask):
-    if _decode_half_rows(x, span, classes, scratch, found, mask):
+    if _decode_vector_rows(x, span, classes, scratch, found, mask):
         return
     b, start, stop = span
     out, keys, nans = scratch
@@ -1108,6 +1267,8 @@ def _decode_last(x, span, classes, scratch, found, mask):
             if channels == 1:
                 # The post's one-class rule: the pixel is the class when its score is > 0.
                 lab = 0 if best > 0 else 1
+        if lab >= 0:
+            _note_top(keys, j, block[j], lab)
         out[j] = lab
         nans[j] = nan
         any_nan |= nan
@@ -1317,8 +1478,15 @@ def _calibration_step(pred, calibration, n_span):
         # Channels-first confidences are the decoder's running maxima: nothing is read back.
         return lambda pred, calibration, n_span: n_span
     itemsize = pred.dtype.bitwidth // 8
-    return lambda pred, calibration, n_span: max(
-        256, CALIBRATION_PIECE // (pred.shape[2] * itemsize))
+    # Float32 / float16 decoders keep the maxima: rows are read back only for a softmax.
+    kept = pred.dtype == types.float32 or pred.dtype == types.uint16
+
+    def step(pred, calibration, n_span):
+        if kept and not calibration.softmax:
+            return n_span
+        return max(256, CALIBRATION_PIECE // (pred.shape[2] * itemsize))
+
+    return step
 
 
 @_specialised
@@ -1398,10 +1566,24 @@ def _gather_confidences(pred, span, pl, keys, softmax, conf):
     """The confidence of every pixel of a block with a label (`pl` >= 0) into `conf`.
 
     Channels-first scores: the decoder's running maxima (`keys`), read back as values;
-    channels-last: the score at the label, in the row just read. Per pixel only scalars
+    channels-last float32 / float16: the maxima the decoder kept (:func:`_note_top`);
+    other channels-last scores: the score at the label, in the row just read. Per pixel only scalars
     move: a helper called per pixel with array arguments would cost reference-count
     updates (see :func:`_decode_labels`).
     """
+    if pred.ndim == 3 and keys.dtype == types.float32:
+
+        def last_kept(pred, span, pl, keys, softmax, conf):
+            b, start, stop = span
+            for j in range(stop - start):
+                conf[j] = keys[j]
+            if softmax:
+                block = pred[b, start:stop]
+                for j in range(stop - start):
+                    if pl[j] >= 0:
+                        conf[j] = _softmax_at(conf[j], block[j])
+
+        return last_kept
     if pred.ndim == 3:
 
         def last(pred, span, pl, keys, softmax, conf):
