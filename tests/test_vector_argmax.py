@@ -3,8 +3,10 @@
 First the intrinsic alone, row by row, against ``np.argmax`` on rows drawn by hypothesis
 from values that make ties, signed zeros, infinities and NaN likely, for every row length
 the kernels give it (2 to 32 classes: one to four chunks, a last chunk that overlaps the
-one before it, a short row read past its end). Then through the kernels, on blocks whose
-last rows take the scalar loop (:func:`fastseg.kernels.safe_rows`).
+one before it, a short row read past its end), and :func:`fastseg.kernels.long_row_argmax`
+for longer rows (an odd or even number of chunks, a partial last one or none). Then
+through the kernels, on blocks whose last rows take the scalar loop
+(:func:`fastseg.kernels.safe_rows`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from numba import njit
 
 import fastseg
 from fastseg import kernels
-from fastseg.kernels import row_argmax, safe_rows
+from fastseg.kernels import long_row_argmax, row_argmax, safe_rows
 
 
 @njit(cache=True)
@@ -43,11 +45,25 @@ def _rows(block, chunks):
     return labels, nans, tops
 
 
+@njit(cache=True)
+def _long_rows(block):
+    n = block.shape[0]
+    labels = np.empty(n, np.int32)
+    nans = np.empty(n, np.bool_)
+    tops = np.empty(n, np.float32)
+    for j in range(n):
+        labels[j], nans[j], tops[j] = long_row_argmax(block, j)
+    return labels, nans, tops
+
+
 def _check(values: np.ndarray) -> None:
     """Every row of `values` (float32 or float16) against NumPy."""
     channels = values.shape[1]
     block = values.view(np.uint16) if values.dtype == np.float16 else values
-    labels, nans, tops = _rows(block, (channels + 7) // 8)
+    if channels > kernels.VECTOR_CLASSES:
+        labels, nans, tops = _long_rows(block)
+    else:
+        labels, nans, tops = _rows(block, (channels + 7) // 8)
     n = len(labels)
     assert n == safe_rows(len(values), channels)
     rows = values[:n]
@@ -62,7 +78,7 @@ SPECIAL = [0.0, -0.0, 1.0, 0.5, -1.0, np.inf, -np.inf, 0.25, 65504.0, 6e-8, np.n
 
 @settings(max_examples=300, deadline=None)
 @given(
-    channels=st.integers(2, kernels.VECTOR_CLASSES),
+    channels=st.one_of(st.integers(2, kernels.VECTOR_CLASSES), st.integers(33, 160)),
     n_rows=st.integers(1, 12),
     dtype=st.sampled_from([np.float32, np.float16]),
     data=st.data(),
@@ -76,7 +92,8 @@ def test_rows_match_numpy(channels, n_rows, dtype, data):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("channels", range(2, kernels.VECTOR_CLASSES + 1))
+@pytest.mark.parametrize("channels", [*range(2, kernels.VECTOR_CLASSES + 1), 33, 39, 40, 47,
+                                      48, 56, 63, 64, 100, 150, 151])  # fmt: skip
 def test_every_position_of_the_maximum(dtype, channels):
     # The maximum at each index, alone or tied with every later index; NaN at each index.
     eye = np.eye(channels, dtype=dtype)
@@ -94,7 +111,7 @@ def test_a_row_longer_than_one_mask_is_refused_at_compile_time():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("channels", [2, 3, 5, 7, 8, 9, 17, 25, 32])
+@pytest.mark.parametrize("channels", [2, 3, 5, 7, 8, 9, 17, 25, 32, 33, 150])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_counts_across_blocks_match_bincount(dtype, channels, threads):
     # Images of more than one block: every block ends with rows the scalar loop decodes
