@@ -10,11 +10,12 @@ shapes, told apart by ``ndim``:
                     ("channels-first" is ``O == 1``)
 
 Float16 scores arrive as their ``uint16`` bit patterns (Numba has no float16 on the
-CPU); :func:`_key` and :func:`_lane_key` turn those into integers with the same order,
-so the argmax is taken without converting the array. Other dtypes are compared
-natively, except channels-last float scores with many classes, whose bits are compared
-as integers the same way (an integer max is a reduction LLVM vectorises; see
-:func:`_argmax_two_pass`).
+CPU); the vector decoders widen them to float32 in the register (:func:`row_argmax`,
+:func:`_lane_key`), the scalar loops compare them as integers with the same order
+(:func:`_key`), so the argmax is taken without converting the array. Other dtypes are
+compared natively, except channels-last float64 scores with many classes, whose bits
+are compared as integers the same way (an integer max is a reduction LLVM vectorises;
+see :func:`_argmax_two_pass`).
 
 Channels-first scores are reduced class-outer over runs of pixels, several classes per
 pass (:func:`_argmax_group`); channels-last scores pixel by pixel.
@@ -89,8 +90,9 @@ last, float64, N >= 32   _decode_last         _argmax_two_pass: largest key,  N=
                                               then first class holding it     N=100: 156 (a)
 last, integers           _decode_last         running argmax per pixel        no figure
 inside, any dtype        _decode_strided      _argmax_group: 4 classes per    VOC 9.0, ADE 67,
-                                              pass over a run of pixels       ADE16 43 (e);
-                                                                              ADE16 52 -> 40 (f)
+                                              pass over a run of pixels;      ADE16 43 (e);
+                                              float16 widened to float32      volume (f16, 14)
+                                                                              16.9 -> 13.5 (f)
 soft sums, any scores    _soft_block          float64 sums pixel by pixel     no figure
 =======================  ===================  ==============================  ==================
 
@@ -102,9 +104,9 @@ cache, against the per-pixel loop (22, 29, 51, 65); float16 measured the same wi
 (i) :func:`long_row_argmax`, 65 536 rows not in cache, against :func:`_argmax_two_pass`
 (162, 188). (g) one
 thread, 4 x 1024 x 2048 maps (:func:`_fused_pair_block`'s docstring). (e)
-:func:`_argmax_group` (one class per pass: 20.6, 166, 100). (f) :func:`_lane_key`:
-float16 keys on 16-bit lanes against int32 keys; measured again on 2026-12-01, int32 keys
-won by far: 19 classes 89 -> 22, 150 classes 553 -> 182 (the group loop alone).
+:func:`_argmax_group` (one class per pass: 20.6, 166, 100). (f) :func:`_lane_key`: int32 keys from the
+float16 bits against float32 values (vcvtph2ps), ``pred_labels`` of the volume; int16
+keys lost to int32 keys by far: 19 classes 89 -> 22, 150 classes 553 -> 182.
 
 Names
 -----
@@ -813,20 +815,42 @@ def _key(v):
     return lambda v: v
 
 
+def _half_to_float32(typingctx: Any, bits: Any) -> Any:
+    # float16 bits -> float32: one fpext, which LLVM vectorises (vcvtph2ps on x86).
+    if bits != types.uint16:
+        return None
+
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> Any:
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(types.uint16), codegen
+
+
+_half_to_float: Any = intrinsic(_half_to_float32)
+
+
+def _half_value(v):
+    """float16 bits as a float32.
+
+    Compiled: :func:`_half_to_float32`; this body is the form of ``NUMBA_DISABLE_JIT=1``.
+    """
+    return np.float32(np.uint16(v).view(np.float16))
+
+
+@overload(_half_value, jit_options=HELPER)
+def _half_value_of(v):
+    return lambda v: _half_to_float(v)
+
+
 @_specialised
 def _lane_key(v):
-    # For the vectorised channels-first loop: float16 bits as int32 keys (the order of
-    # _sm_key), on lanes as wide as the int32 labels they travel with. int16 keys
-    # vectorised far worse: one thread, cycles per pixel, 19 classes 89 -> 22, 150
-    # classes 553 -> 182 (the loop of _argmax_group on 512 x 512 blocks, 2026-12-01).
+    # For the vectorised channels-first loop: float16 bits as float32 values, converted
+    # in the register (the order of np.argmax: -0 == +0; NaN is flagged apart). Cycles per
+    # pixel, one thread, the 14-class float16 volume (pred_labels): int32 keys from the
+    # bits 16.9 -> float32 values (see the README). int16 keys vectorised far worse than
+    # int32: 19 classes 89 -> 22, 150 classes 553 -> 182 (2026-12-01).
     if v == types.uint16:
-
-        def half_key(v):
-            x = np.int32(v)
-            s = (x >> 15) & 1
-            return np.int32(((x & 0x7FFF) ^ -s) + s)
-
-        return half_key
+        return lambda v: _half_value(v)
     return lambda v: v
 
 
@@ -863,6 +887,8 @@ def _two_pass_from(x):
 def _key_buffer(x, size):
     if x.ndim == 3 and (x.dtype == types.uint16 or x.dtype == types.float32):
         # Channels-last: each pixel's maximum, the confidence (:func:`_note_top`).
+        return lambda x, size: np.empty(size, np.float32)
+    if x.ndim == 4 and x.dtype == types.uint16:
         return lambda x, size: np.empty(size, np.float32)
     if x.dtype == types.uint16:
         return lambda x, size: np.empty(size, np.int32)
@@ -1690,13 +1716,6 @@ def _softmax_at(top, others):
 @_specialised
 def _key_value(k):
     """A running-argmax key (:func:`_lane_key`) as the score's value, float64."""
-    if k == types.int32:  # float16 bits as int32 keys: back to the bits
-
-        def half(k):
-            bits = np.uint16(k) if k >= 0 else np.uint16((-np.int64(k)) | 0x8000)
-            return _score_value(bits)
-
-        return half
     return lambda k: np.float64(k)
 
 
