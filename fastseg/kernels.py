@@ -97,16 +97,15 @@ soft sums, any scores    _soft_block          float64 sums pixel by pixel     no
 =======================  ===================  ==============================  ==================
 
 (a) :func:`_two_pass_from`: random float32 softmax, one pass / two passes at N = 14, 21,
-32, 100 (the faster one is used); float16 in ms. (b) README, Performance: "about 33
-cycles per pixel for VOC"; "one thread: 46 -> 34 cycles per pixel for the volume"
-(float16, 14 classes). (h) :func:`_decode_vector_rows`: blocks of random float32 scores in
-cache, against the per-pixel loop (22, 29, 51, 65); float16 measured the same within noise.
-(i) :func:`long_row_argmax`, 65 536 rows not in cache, against :func:`_argmax_two_pass`
-(162, 188). (g) one
-thread, 4 x 1024 x 2048 maps (:func:`_fused_pair_block`'s docstring). (e)
-:func:`_argmax_group` (one class per pass: 20.6, 166, 100). (f) :func:`_lane_key`: int32 keys from the
-float16 bits against float32 values (vcvtph2ps), ``pred_labels`` of the volume; int16
-keys lost to int32 keys by far: 19 classes 89 -> 22, 150 classes 553 -> 182.
+32, 100 (the faster one is used). (b) README, Performance: "about 33 cycles per pixel for
+VOC". (e) :func:`_argmax_group` (one class per pass: 20.6, 166, 100). (f)
+:func:`_lane_key`: int32 keys from the float16 bits against float32 values (vcvtph2ps),
+``pred_labels`` of the volume; int16 keys lost to int32 keys by far: 19 classes 89 -> 22,
+150 classes 553 -> 182. (g) one thread, 4 x 1024 x 2048 maps (:func:`_fused_pair_block`'s
+docstring). (h) :func:`_decode_vector_rows`: blocks of random float32 scores in cache,
+against the per-pixel loop (22, 29, 51, 65); float16 measured the same within noise. (i)
+:func:`long_row_argmax`, 65 536 rows not in cache, against :func:`_argmax_two_pass` (162,
+188).
 
 Names
 -----
