@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import tracemalloc
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -351,25 +352,44 @@ def test_applied_in_the_kernel_on_the_raw_ids(cityscapes_like):
                                                         19, 255))  # fmt: skip
 
 
+_PEAKS = """
+import json, sys, tracemalloc
+import numpy as np
+from fastseg.counting import count_prepared
+from fastseg.inputs import prepare
+
+label_map = {int(k): v for k, v in json.loads(sys.argv[1]).items()}
+rng = np.random.default_rng(5)
+ids = np.array(sorted(label_map), np.uint8)
+peaks = []
+for n_images in (2, 8):
+    truth = ids[rng.integers(0, ids.size, (n_images, 512, 1024))]
+    pred = ids[rng.integers(0, ids.size, (n_images, 512, 1024))]
+    options = dict(num_classes=19, ignore_index=255, label_map=label_map, label_map_pred=True)
+    count_prepared(prepare(truth, pred, **options))  # compiled before tracing
+    tracemalloc.start()
+    count_prepared(prepare(truth, pred, **options))
+    peaks.append(tracemalloc.get_traced_memory()[1])
+    tracemalloc.stop()
+print(json.dumps(peaks))
+"""
+
+
 def test_extra_memory_does_not_grow_with_the_input():
     """Counting through label maps allocates no array the size of the input (NumPy's
-    allocations are traced; the kernels' block buffers are of fixed size)."""
-    rng = np.random.default_rng(5)
-    ids = np.array(sorted(CITYSCAPES), np.uint8)
-    peaks = []
-    for n_images in (2, 8):
-        truth = ids[rng.integers(0, ids.size, (n_images, 512, 1024))]
-        pred = ids[rng.integers(0, ids.size, (n_images, 512, 1024))]
-        count_with(truth, pred, num_classes=19, ignore_index=255, label_map=CITYSCAPES,
-                   label_map_pred=True)  # fmt: skip  (compiled before tracing)
-        tracemalloc.start()
-        count_with(truth, pred, num_classes=19, ignore_index=255, label_map=CITYSCAPES,
-                   label_map_pred=True)  # fmt: skip
-        peaks.append(tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
-    # 4x the input (8 MiB per input at 8 images), the same extra memory (~0.6 MiB here).
-    assert peaks[1] < peaks[0] + 2**16
-    assert peaks[1] < 2**20
+    allocations are traced; the kernels' block buffers are of fixed size).
+
+    In a process of its own: tracemalloc traces every thread, and inside the suite the peak
+    of the same call moved by 0.3 MiB with what earlier tests left running (zarr's event
+    loop, tqdm's monitor, Dask's offload thread); alone it repeats within 3 KiB.
+    """
+    run = subprocess.run([sys.executable, "-c", _PEAKS, json.dumps(CITYSCAPES)],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    small, large = json.loads(run.stdout)
+    # 4x the input (4 MiB per uint8 input at 8 images), the same extra memory (~0.85 MiB).
+    assert large < small + 2**16
+    assert large < 2**20
 
 
 def test_widely_spread_ids_are_mapped_slab_by_slab(monkeypatch):
