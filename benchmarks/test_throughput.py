@@ -60,13 +60,9 @@ def test_read(benchmark, workload: workloads.Workload, layout: str) -> None:
     scores = workload.scores(layout)
     _tag(benchmark, workload.name, layout, "read")
     read_pass(scores)  # compile / load, untimed
-    total = benchmark.pedantic(read_pass, (scores,), rounds=ROUNDS["read"], iterations=1)
-    assert np.isfinite(total)
-    if scores.dtype != np.float16:
-        # Softmax scores sum to 1 per pixel (fastmath float32 partial sums: loose rtol).
-        assert total == pytest.approx(workload.truth.size, rel=1e-3)
-    else:
-        assert total > 0
+    bits = benchmark.pedantic(read_pass, (scores,), rounds=ROUNDS["read"], iterations=1)
+    as_bits = scores.reshape(-1).view(f"u{scores.dtype.itemsize}")
+    assert bits == int(np.bitwise_or.reduce(as_bits))
 
 
 @LAYOUTS
