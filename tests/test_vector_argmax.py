@@ -56,6 +56,11 @@ def _long_rows(block):
     return labels, nans, tops
 
 
+@njit
+def _maybe_nan(block, j):
+    return kernels._long_row_scan_intrinsic(block, j)[1]
+
+
 def _check(values: np.ndarray) -> None:
     """Every row of `values` (float32 or float16) against NumPy."""
     channels = values.shape[1]
@@ -142,3 +147,29 @@ def test_counts_across_blocks_match_bincount(dtype, channels, threads):
     assert stats[kernels.PRED_NAN] == (keep & nan).sum() == 2
     with pytest.raises(ValueError, match="NaN scores at 2 pixels"):
         fastseg.counts(truth, scores, ignore_index=255, spatial_dims=1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("channels", [33, 47, 64, 150])
+def test_long_rows_with_opposite_infinities_hold_no_nan(dtype, channels):
+    # Long rows sum their chunks to detect NaN: inf - inf (and, in float32, sums that
+    # overflow to inf beside -inf) make a lane's sum NaN without a NaN score. Such rows
+    # must still read as NaN-free, with the right label.
+    big = np.finfo(dtype).max
+    rows = []
+    for c in range(channels):
+        row = np.zeros(channels, dtype)
+        row[c] = np.inf
+        row[(c + 16) % channels] = -np.inf
+        rows.append(row)
+        row = np.full(channels, big, dtype)  # float32: partial sums overflow to inf
+        row[c] = -np.inf
+        rows.append(row)
+    values = np.array(rows)
+    block = values.view(np.uint16) if dtype == np.float16 else values
+    # The first row takes the exact check (its sums say "maybe NaN").
+    assert _maybe_nan(block, 0)
+    labels, nans, tops = _long_rows(block)
+    assert not nans.any()
+    np.testing.assert_array_equal(labels, np.argmax(values, axis=1))
+    np.testing.assert_array_equal(tops, values.max(axis=1).astype(np.float32))
