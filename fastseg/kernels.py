@@ -396,6 +396,14 @@ CAL_PIXELS = 0
 CAL_CORRECT = 1
 CAL_CONFIDENCE = 2
 
+#: A counted pixel is one int64 increment of its bin (:func:`_confidence_bins`): its
+#: confidence units in bits 0-36, whether it is right at bit 37, and 1 at bit 50. The sum
+#: of up to PACKED_PIXELS such words keeps each field within its bits (units below
+#: 2**36 + 1, counts below 2**13), so one add stands for three.
+PACKED_PIXELS = 4096
+PACKED_CORRECT = 37
+PACKED_PIXEL = 50
+
 
 class HardWork(NamedTuple):
     """Per-thread buffers of :func:`hard_counts` (thread ``t`` owns index ``t``)."""
@@ -436,12 +444,12 @@ class ConfidenceMarks(NamedTuple):
     """One round's confidence bins of :func:`hard_counts_shared` (with calibration).
 
     (T * ROUND_BLOCKS, BLOCK) each, beside :class:`BlockLabels`: a pixel's bin (int32;
-    ``n + 1`` where it is not counted) and its confidence in units of
-    ``2**-CONFIDENCE_BITS`` (float64 whole numbers); (0, 0) without calibration.
+    ``n + 1`` where it is not counted) and its packed increment (int64, see
+    :data:`PACKED_PIXELS`); (0, 0) without calibration.
     """
 
     bins: np.ndarray
-    units: np.ndarray
+    packed: np.ndarray
 
 
 # --------------------------------------------------------------------------------------
@@ -635,7 +643,7 @@ _SUFFIX_TYPES: dict[str, list[tuple[Any, ...]]] = {
             _array_type("int64", 2, readonly=False),
             calibration,
             types.NamedTuple(
-                (_array_type("int32", 2, False), _array_type("float64", 2, False)),
+                (_array_type("int32", 2, False), _array_type("int64", 2, False)),
                 ConfidenceMarks),
             _I64, _I64, _I64,
         )
@@ -1900,7 +1908,7 @@ def _gather_confidences(pred, span, pl, keys, softmax, conf):
 #: Copies of a block's confidence histogram, pixel j adding into copy ``j % LANES``: the
 #: increments of one bin (most pixels of a confident model share one) then form that
 #: many independent chains instead of one.
-LANES = 4
+LANES = 8
 
 
 class CalScratch(NamedTuple):
@@ -1908,11 +1916,11 @@ class CalScratch(NamedTuple):
 
     #: (3, n + 1) int64: the histograms of the image (or blocks) being counted.
     table: np.ndarray
-    #: BLOCK float64 confidences, int32 bins and float64 confidence units (whole numbers
-    #: below 2**25, so their sums over a block are exact); empty when off.
+    #: BLOCK float64 confidences, int32 bins and int64 packed increments
+    #: (:data:`PACKED_PIXELS`).
     conf: np.ndarray
     bins: np.ndarray
-    units: np.ndarray
+    packed: np.ndarray
 
 
 @_specialised
@@ -1923,7 +1931,8 @@ def _cal_scratch(calibration, t):
     def impl(calibration, t):
         table = calibration.tables[t]
         table[:] = 0
-        return CalScratch(table, np.empty(BLOCK), np.empty(BLOCK, np.int32), np.empty(BLOCK))
+        return CalScratch(table, np.empty(BLOCK), np.empty(BLOCK, np.int32),
+                          np.empty(BLOCK, np.int64))  # fmt: skip
 
     return impl
 
@@ -1942,8 +1951,11 @@ def _fold_calibration(calibration, work, b):
 
 
 @njit(**HELPER)
-def _confidence_bins(conf, tl, pl, edges, bins, units, stats):
-    """Each pixel's bin (``n + 1`` where it is not counted) and confidence units.
+def _confidence_bins(conf, tl, pl, edges, bins, packed, stats):
+    """Each pixel's bin (``n + 1`` where it is not counted) and packed increment.
+
+    The increment (:data:`PACKED_PIXELS`) holds the confidence in units of
+    ``2**-CONFIDENCE_BITS``, rounded to nearest, and whether the pixel is right.
 
     A confidence is binned as its float32 value, like torchmetrics: ``k = floor(c n)``
     (exact: a float32 times a small n fits a float64), one more where ``c`` equals the
@@ -1968,7 +1980,9 @@ def _confidence_bins(conf, tl, pl, edges, bins, units, stats):
         k = np.int32(x)
         flagged += np.int32(x - k > near)
         bins[j] = k if counted else np.int32(n + 1)
-        units[j] = np.floor(cc * np.float64(1 << CONFIDENCE_BITS) + 0.5)
+        units = np.int64(cc * np.float64(1 << CONFIDENCE_BITS) + 0.5)  # >= 0: floor
+        right = np.int64(tl[j] == pl[j])
+        packed[j] = (np.int64(1) << PACKED_PIXEL) | (right << PACKED_CORRECT) | units
     if flagged:
         for j in range(conf.size):
             k = bins[j]
@@ -1984,27 +1998,34 @@ def _confidence_bins(conf, tl, pl, edges, bins, units, stats):
 
 
 @njit(**HELPER)
-def _add_confidence_bins(bins, units, tl, pl, cal):
+def _add_confidence_bins(bins, packed, cal):
     """Add binned pixels into a (3, n + 1) histogram table.
 
-    Into :data:`LANES` copies, pixel and right-pixel counts packed in one int64 (high and
-    low 32 bits; a block has fewer than 2**31 pixels): two independent increments per
-    pixel.
+    One increment per pixel (:data:`PACKED_PIXELS`), into :data:`LANES` copies of the
+    bins, unrolled over the copies; the copies are summed and unpacked every
+    :data:`PACKED_PIXELS` pixels. One thread, 32 768 pixels in cache, 15 bins, ns per
+    pixel: 1.64 for two increments into four copies (a count word and a float sum).
     """
     n = cal.shape[1] - 1
-    counts = np.zeros((LANES, n + 2), np.int64)
-    sums = np.zeros((LANES, n + 2))
-    one = np.int64(1) << 32
-    for j in range(bins.size):
-        r = j & (LANES - 1)
-        k = bins[j]
-        counts[r, k] += one | np.int64(tl[j] == pl[j])
-        sums[r, k] += units[j]
-    for r in range(LANES):
+    acc = np.zeros((LANES, n + 2), np.int64)
+    units = (np.int64(1) << PACKED_CORRECT) - 1
+    rights = (np.int64(1) << (PACKED_PIXEL - PACKED_CORRECT)) - 1
+    for j0 in range(0, bins.size, PACKED_PIXELS):
+        j1 = min(bins.size, j0 + PACKED_PIXELS)
+        whole = j0 + (j1 - j0) // LANES * LANES
+        for j in range(j0, whole, LANES):
+            for r in range(LANES):
+                acc[r, bins[j + r]] += packed[j + r]
+        for j in range(whole, j1):
+            acc[0, bins[j]] += packed[j]
         for k in range(n + 1):
-            cal[CAL_PIXELS, k] += counts[r, k] >> 32
-            cal[CAL_CORRECT, k] += counts[r, k] & 0xFFFFFFFF
-            cal[CAL_CONFIDENCE, k] += np.int64(sums[r, k])
+            v = np.int64(0)
+            for r in range(LANES):
+                v += acc[r, k]
+            cal[CAL_PIXELS, k] += v >> PACKED_PIXEL
+            cal[CAL_CORRECT, k] += (v >> PACKED_CORRECT) & rights
+            cal[CAL_CONFIDENCE, k] += v & units
+        acc[:] = 0
 
 
 @_specialised
@@ -2020,9 +2041,9 @@ def _calibrate(span, tl, pl, calibration, work, stats):
         n_span = span.stop - span.start
         conf = work.conf[:n_span]
         bins = work.bins[:n_span]
-        units = work.units[:n_span]
-        _confidence_bins(conf, tl, pl, calibration.edges, bins, units, stats)
-        _add_confidence_bins(bins, units, tl, pl, work.table)
+        packed = work.packed[:n_span]
+        _confidence_bins(conf, tl, pl, calibration.edges, bins, packed, stats)
+        _add_confidence_bins(bins, packed, work.table)
 
     return impl
 
@@ -2390,12 +2411,12 @@ def hard_kernel(num_classes: int, n_threads: int, table_slack: int | None = None
 
 
 @njit(**HELPER)
-def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats, calibration, bins, units):
+def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats, calibration, bins, packed):
     """Labels of the pixels [g0, g1) of the batch (images back to back) into tl / pl.
 
     A pixel whose truth or prediction is not counted is SKIP in both. With calibration,
-    each counted pixel's confidence bin and units go into `bins` / `units` (bin ``n + 1``
-    for the others).
+    each counted pixel's confidence bin and packed increment go into `bins` / `packed`
+    (bin ``n + 1`` for the others).
     """
     n_pix = _n_pixels(pred)
     pred_classes = _pred_classes(classes)
@@ -2424,7 +2445,7 @@ def _decode_chunk(pred, true, g0, g1, classes, tl, pl, stats, calibration, bins,
         skip = (tl[j] < 0) | (pl[j] < 0)
         tl[j] = SKIP if skip else tl[j]
         pl[j] = SKIP if skip else pl[j]
-    _chunk_bins(conf, tl[: g1 - g0], pl[: g1 - g0], calibration, bins, units, stats)
+    _chunk_bins(conf, tl[: g1 - g0], pl[: g1 - g0], calibration, bins, packed, stats)
 
 
 @_specialised
@@ -2436,13 +2457,13 @@ def _chunk_confidence_buffer(calibration, size):
 
 
 @_specialised
-def _chunk_bins(conf, tl, pl, calibration, bins, units, stats):
+def _chunk_bins(conf, tl, pl, calibration, bins, packed, stats):
     if _off(calibration):
-        return lambda conf, tl, pl, calibration, bins, units, stats: None
+        return lambda conf, tl, pl, calibration, bins, packed, stats: None
 
-    def impl(conf, tl, pl, calibration, bins, units, stats):
+    def impl(conf, tl, pl, calibration, bins, packed, stats):
         n = tl.size
-        _confidence_bins(conf, tl, pl, calibration.edges, bins[:n], units[:n], stats)
+        _confidence_bins(conf, tl, pl, calibration.edges, bins[:n], packed[:n], stats)
 
     return impl
 
@@ -2486,9 +2507,9 @@ def _decode_share(pred, true, classes, labels, stats, calibration, marks, g0, t,
         if c0 >= total:
             break
         bins = marks.bins[min(r, marks.bins.shape[0] - 1)]  # one empty row without
-        units = marks.units[min(r, marks.units.shape[0] - 1)]
+        packed = marks.packed[min(r, marks.packed.shape[0] - 1)]
         _decode_chunk(pred, true, c0, min(total, c0 + BLOCK), classes, labels.true[r],
-                      labels.pred[r], stats[t], calibration, bins, units)  # fmt: skip
+                      labels.pred[r], stats[t], calibration, bins, packed)  # fmt: skip
 
 
 @njit(**HELPER)
@@ -2507,9 +2528,10 @@ def _calibration_share(labels, marks, out, n_pix, total, g0, t, n_threads):
             k = marks.bins[r, g - c0]
             if k >= out.shape[2]:  # not counted
                 continue
+            v = marks.packed[r, g - c0]
             out[b, CAL_PIXELS, k] += 1
-            out[b, CAL_CORRECT, k] += np.int64(labels.true[r, g - c0] == labels.pred[r, g - c0])
-            out[b, CAL_CONFIDENCE, k] += np.int64(marks.units[r, g - c0])
+            out[b, CAL_CORRECT, k] += (v >> PACKED_CORRECT) & 1
+            out[b, CAL_CONFIDENCE, k] += v & ((np.int64(1) << PACKED_CORRECT) - 1)
 
 
 @njit(**HELPER)
@@ -2568,7 +2590,7 @@ def hard_counts_shared(pred: Any, true: Any, classes: Classes, counts: HardCount
     calibrating = calibration is not None
     rows = per_round if calibrating else 1
     marks = ConfidenceMarks(np.empty((rows, BLOCK if calibrating else 0), np.int32),
-                            np.empty((rows, BLOCK if calibrating else 0)))  # fmt: skip
+                            np.empty((rows, BLOCK if calibrating else 0), np.int64))  # fmt: skip
     thread_stats = np.zeros((n_threads, N_STATS), np.int64)
     for g0 in range(0, total, per_round * BLOCK):
         run_shares(_decode_share, n_threads, pred, true, classes, labels, thread_stats,

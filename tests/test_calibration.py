@@ -849,3 +849,22 @@ def test_every_float32_beside_an_edge_is_binned_as_searchsorted(n_bins):
     expected = np.searchsorted(edges.astype(np.float64), conf.astype(np.float64),
                                side="right") - 1  # fmt: skip
     np.testing.assert_array_equal(got_pixels, np.bincount(expected, minlength=n_bins + 1))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_whole_block_of_certain_right_pixels_adds_exactly(monkeypatch, shared):
+    # Every pixel's confidence 1 (the most units one pixel adds) and right, in one bin, for
+    # more pixels than a block: the packed increments' fields must not spill into each
+    # other (kernels.PACKED_PIXELS). Hand-worked: 2 * 200 * 200 pixels, all in the last
+    # bin (confidence exactly 1), each adding 2**24 units.
+    if shared:
+        monkeypatch.setattr(kernels, "TABLE_SLACK", 0)  # the shared-table kernel
+    truth = np.full((2, 200, 200), 2, np.uint8)
+    scores = np.zeros((2, 200, 200, 4), np.float32)
+    scores[..., 2] = 1.0
+    c = fastseg.counts(truth, scores, calibration=5)
+    n = 200 * 200
+    assert n > kernels.BLOCK > kernels.PACKED_PIXELS
+    assert c.calibration.pixels.tolist() == [[0, 0, 0, 0, 0, n]] * 2
+    assert c.calibration.correct.tolist() == [[0, 0, 0, 0, 0, n]] * 2
+    assert c.calibration.confidence.tolist() == [[0, 0, 0, 0, 0, n * 2**24]] * 2
