@@ -63,8 +63,8 @@ compiled (or loaded from the on-disk cache) the first time it is used.
 
 Input kind -> decoder -> fast path -> measured cycles per pixel
 ---------------------------------------------------------------
-Figures as measured on the project's machine (2-core AMD EPYC, one thread); the letter
-names the source. "last" is channels-last ``(B, P, N)``, "inside" the class axis inside
+Figures as measured on the project's machine (2-core AMD EPYC, one thread, unless the
+note says otherwise); the letter names the source. "last" is channels-last ``(B, P, N)``, "inside" the class axis inside
 ``(B, O, N, I)`` (channels-first is ``O == 1``). No figure is given where none was measured.
 
 =======================  ===================  ==============================  ==================
@@ -80,10 +80,13 @@ label map ``(B, P)``     _decode_labels       one pass over a slice (indices  no
 (truth, beside scores)                        non-negative: vectorised)
 last, float32 / float16  _decode_vector_rows  row_argmax: the row in 8-lane  N=5: 10, N=14: 9,
 bits, 1 < N <= 32                             vectors, max tree, first index  N=21: 12, N=31: 19
-                                              by cttz of one mask             (h)
+                                              by cttz of one mask; rows       (h)
+                                              prefetched 8 KiB ahead
 last, float32 / float16  _decode_vector_rows  long_row_argmax: lane-wise      N=150: f16 114,
-bits, N > 32                                  running max and index, two      f32 125 (i)
-                                              accumulators
+bits, N > 32                                  running max and index in        f32 125 (i);
+                                              16-lane vectors, two            in cache, 3 GHz:
+                                              accumulators, NaN by sums;      f16 56, f32 54 (j)
+                                              rows prefetched
 last, float64, N < 32    _decode_last         running argmax per pixel,       N=14: 28, N=21: 33
                                               branch-free NaN flag            (a); VOC: ~33 (b)
 last, float64, N >= 32   _decode_last         _argmax_two_pass: largest key,  N=32: 30,
@@ -105,7 +108,8 @@ VOC". (e) :func:`_argmax_group` (one class per pass: 20.6, 166, 100). (f)
 docstring). (h) :func:`_decode_vector_rows`: blocks of random float32 scores in cache,
 against the per-pixel loop (22, 29, 51, 65); float16 measured the same within noise. (i)
 :func:`long_row_argmax`, 65 536 rows not in cache, against :func:`_argmax_two_pass` (162,
-188).
+188). (j) :func:`_long_row_scan`, 2 048 rows in cache, on the 2-core Sapphire Rapids of
+2026-12-02 (8 lanes: f16 74, f32 56).
 
 Names
 -----
