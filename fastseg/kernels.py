@@ -1654,13 +1654,43 @@ def _decode(x, span, classes, scratch, found, mask):
     return {2: _decode_labels, 3: _decode_last, 4: _decode_strided}[x.ndim]
 
 
+#: Copies of a small table a decoded block is tallied into, pixel j into copy
+#: ``j % TALLY_COPIES``: where neighbouring pixels share their (truth, prediction) pair,
+#: as in real maps, one cell's increments then form that many chains instead of one.
+TALLY_COPIES = 4
+#: Tables of at most this many cells are tallied through copies (cleared and folded per
+#: block: 4 x 2 048 int64, 64 KiB); larger ones directly.
+TALLY_COPY_CELLS = 2048
+
+
 @njit(**HELPER)
 def _tally(pred_labels, true_labels, n_span, table, width):
+    """Count a decoded block's (truth, prediction) pairs into `table`; SKIP on either side
+    counts nothing.
+
+    Small tables (:data:`TALLY_COPY_CELLS`) through :data:`TALLY_COPIES` copies, without a
+    branch (an uncounted pixel adds to a cell past the table). One thread, 32 768 pixels in
+    cache, 21 classes, ns per pixel, direct -> copies: labels drawn independently per
+    pixel 0.81 -> 0.93, runs of 64 pixels 1.77 -> 0.95, 80 % one class 1.90 -> 0.90.
+    """
+    cells = table.size
+    if cells > TALLY_COPY_CELLS:
+        for j in range(n_span):
+            t = true_labels[j]
+            p = pred_labels[j]
+            if t >= 0 and p >= 0:
+                table[t * width + p] += 1
+        return
+    stride = cells + 1
+    copies = np.zeros(TALLY_COPIES * stride, np.int64)
     for j in range(n_span):
         t = true_labels[j]
         p = pred_labels[j]
-        if t >= 0 and p >= 0:
-            table[t * width + p] += 1
+        cell = t * width + p if (t >= 0) & (p >= 0) else cells
+        copies[(j & (TALLY_COPIES - 1)) * stride + cell] += 1
+    for r in range(TALLY_COPIES):
+        for k in range(cells):
+            table[k] += copies[r * stride + k]
 
 
 @njit(**HELPER)
