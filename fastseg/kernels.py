@@ -64,8 +64,9 @@ compiled (or loaded from the on-disk cache) the first time it is used.
 Input kind -> decoder -> fast path -> measured cycles per pixel
 ---------------------------------------------------------------
 Figures as measured on the project's machine (2-core AMD EPYC, one thread, unless the
-note says otherwise); the letter names the source. "last" is channels-last ``(B, P, N)``, "inside" the class axis inside
-``(B, O, N, I)`` (channels-first is ``O == 1``). No figure is given where none was measured.
+note says otherwise); the letter names the source. "last" is channels-last ``(B, P, N)``,
+"inside" the class axis inside ``(B, O, N, I)`` (channels-first is ``O == 1``). No figure
+is given where none was measured.
 
 =======================  ===================  ==============================  ==================
 input kind               decoder              fast path                       cycles per pixel
@@ -1665,13 +1666,13 @@ TALLY_COPY_CELLS = 2048
 
 @njit(**HELPER)
 def _tally(pred_labels, true_labels, n_span, table, width):
-    """Count a decoded block's (truth, prediction) pairs into `table`; SKIP on either side
-    counts nothing.
+    """Count a decoded block's (truth, prediction) pairs into `table`.
 
-    Small tables (:data:`TALLY_COPY_CELLS`) through :data:`TALLY_COPIES` copies, without a
-    branch (an uncounted pixel adds to a cell past the table). One thread, 32 768 pixels in
-    cache, 21 classes, ns per pixel, direct -> copies: labels drawn independently per
-    pixel 0.81 -> 0.93, runs of 64 pixels 1.77 -> 0.95, 80 % one class 1.90 -> 0.90.
+    A pixel SKIP on either side counts nothing. Small tables (:data:`TALLY_COPY_CELLS`)
+    go through :data:`TALLY_COPIES` copies, without a branch (an uncounted pixel adds to
+    a cell past the table). One thread, 32 768 pixels in cache, 21 classes, ns per
+    pixel, direct -> copies: labels drawn independently per pixel 0.81 -> 0.93, runs of
+    64 pixels 1.77 -> 0.95, 80 % one class 1.90 -> 0.90.
     """
     cells = table.size
     if cells > TALLY_COPY_CELLS:
