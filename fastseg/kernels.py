@@ -410,6 +410,14 @@ PACKED_CORRECT = 37
 PACKED_PIXEL = 50
 
 
+@njit(**HELPER)
+def _unpacked(v):
+    """(pixels, right pixels, confidence units) of a sum of packed increments."""
+    units = v & ((np.int64(1) << PACKED_CORRECT) - 1)
+    right = (v >> PACKED_CORRECT) & ((np.int64(1) << (PACKED_PIXEL - PACKED_CORRECT)) - 1)
+    return v >> PACKED_PIXEL, right, units
+
+
 class HardWork(NamedTuple):
     """Per-thread buffers of :func:`hard_counts` (thread ``t`` owns index ``t``)."""
 
@@ -1165,7 +1173,7 @@ LONG_ROW_LANES = 16
 def _long_row_scan(typingctx: Any, block: Any, j: Any) -> Any:
     """``(label, maybe_nan, top)`` of row `j`, for rows of more than 32 scores.
 
-    One pass over the row's 8-score chunks, kept lane by lane in
+    One pass over the row's chunks of :data:`LONG_ROW_LANES` scores, kept lane by lane in
     :data:`LONG_ROW_ACCUMULATORS` accumulators over interleaved chunks (each a chain of
     dependent compares): the largest score each lane has seen and the offset of the group
     of chunks it came from (a later chunk replaces them only where it is larger, so a lane
@@ -1219,7 +1227,7 @@ def _long_row_scan(typingctx: Any, block: Any, j: Any) -> Any:
             return v
 
         # The first n_acc chunks start the accumulators (the row has more); accumulator a
-        # holds chunk offsets less 8a, so one offset vector serves a group of chunks.
+        # holds chunk offsets less lanes * a, so one offset vector serves a group of chunks.
         firsts = [load(i64(lanes * a)) for a in range(n_acc)]
         tops = [cgutils.alloca_once_value(builder, v) for v in firsts]
         sums = [cgutils.alloca_once_value(builder, v) for v in firsts]
@@ -1248,7 +1256,7 @@ def _long_row_scan(typingctx: Any, block: Any, j: Any) -> Any:
                 add(a, at, splat32(done))
         with builder.if_then(builder.icmp_signed("!=", builder.urem(n, i64(lanes)), i64(0))):
             last = builder.sub(n, i64(lanes))
-            # Offset `last` in accumulator n_acc - 1: stored less 8 (n_acc - 1).
+            # Offset `last` in accumulator n_acc - 1: stored less lanes * (n_acc - 1).
             add(n_acc - 1, last, splat32(builder.sub(last, i64(lanes * (n_acc - 1)))))
         iota = ir.Constant(vi32, list(range(lanes)))
         m = builder.load(tops[0])
@@ -1329,14 +1337,6 @@ def _prefetch_row(block, j, row_bytes):
         prefetch_line(block, line)
 
 
-@_specialised
-def _is_nan_score(v):
-    """Whether a float32 score, or float16 given as its bits, is NaN."""
-    if v == types.uint16:
-        return lambda v: (v & 0x7FFF) > 0x7C00
-    return lambda v: v != v
-
-
 def long_row_argmax(block, j):
     """``(label, nan, top)`` of a long row, as :func:`row_argmax` (:func:`_long_row_scan`).
 
@@ -1355,7 +1355,7 @@ def _long_row_argmax_of(block, j):
         if nan:  # the first pass's sums say "maybe": look
             nan = False
             for c in range(block.shape[1]):
-                nan |= _is_nan_score(block[j, c])
+                nan |= _isnan(block[j, c])
         return label, nan, top
 
     return impl
@@ -2043,8 +2043,6 @@ def _add_confidence_bins(bins, packed, cal):
     """
     n = cal.shape[1] - 1
     acc = np.zeros((LANES, n + 2), np.int64)
-    units = (np.int64(1) << PACKED_CORRECT) - 1
-    rights = (np.int64(1) << (PACKED_PIXEL - PACKED_CORRECT)) - 1
     for j0 in range(0, bins.size, PACKED_PIXELS):
         j1 = min(bins.size, j0 + PACKED_PIXELS)
         whole = j0 + (j1 - j0) // LANES * LANES
@@ -2057,9 +2055,10 @@ def _add_confidence_bins(bins, packed, cal):
             v = np.int64(0)
             for r in range(LANES):
                 v += acc[r, k]
-            cal[CAL_PIXELS, k] += v >> PACKED_PIXEL
-            cal[CAL_CORRECT, k] += (v >> PACKED_CORRECT) & rights
-            cal[CAL_CONFIDENCE, k] += v & units
+            pixels, right, units = _unpacked(v)
+            cal[CAL_PIXELS, k] += pixels
+            cal[CAL_CORRECT, k] += right
+            cal[CAL_CONFIDENCE, k] += units
         acc[:] = 0
 
 
@@ -2563,10 +2562,10 @@ def _calibration_share(labels, marks, out, n_pix, total, g0, t, n_threads):
             k = marks.bins[r, g - c0]
             if k >= out.shape[2]:  # not counted
                 continue
-            v = marks.packed[r, g - c0]
-            out[b, CAL_PIXELS, k] += 1
-            out[b, CAL_CORRECT, k] += (v >> PACKED_CORRECT) & 1
-            out[b, CAL_CONFIDENCE, k] += v & ((np.int64(1) << PACKED_CORRECT) - 1)
+            pixels, right, units = _unpacked(marks.packed[r, g - c0])
+            out[b, CAL_PIXELS, k] += pixels
+            out[b, CAL_CORRECT, k] += right
+            out[b, CAL_CONFIDENCE, k] += units
 
 
 @njit(**HELPER)
